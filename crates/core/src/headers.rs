@@ -1,0 +1,115 @@
+//! The gateway's own header names (prefix `aigw-`, Cloudflare's `cf-aig-` accepted too).
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// An `aigw-` header and its Cloudflare AI Gateway alias.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AigwHeader {
+    /// The `aigw-` name, the one the gateway writes.
+    pub name: HeaderName,
+    /// The `cf-aig-` alias, also read.
+    pub alias: HeaderName,
+}
+
+impl AigwHeader {
+    const fn new(name: &'static str, alias: &'static str) -> Self {
+        Self {
+            name: HeaderName::from_static(name),
+            alias: HeaderName::from_static(alias),
+        }
+    }
+
+    /// The value a request carries under either spelling (`aigw-` first).
+    pub fn get<'a>(&self, headers: &'a HeaderMap) -> Option<&'a HeaderValue> {
+        headers.get(&self.name).or_else(|| headers.get(&self.alias))
+    }
+
+    /// Removes both spellings, returning the value [`get`](Self::get) would have.
+    pub fn remove(&self, headers: &mut HeaderMap) -> Option<HeaderValue> {
+        let a = headers.remove(&self.name);
+        let b = headers.remove(&self.alias);
+        a.or(b)
+    }
+}
+
+macro_rules! aigw_headers {
+    ($($(#[$doc:meta])* $id:ident = $suffix:literal;)*) => {
+        $(
+            $(#[$doc])*
+            pub const $id: AigwHeader = AigwHeader::new(concat!("aigw-", $suffix), concat!("cf-aig-", $suffix));
+        )*
+        /// Every `aigw-` header, for stripping them before a request leaves for a provider.
+        pub static ALL: [AigwHeader; [$(stringify!($id)),*].len()] = [$($id),*];
+    };
+}
+
+aigw_headers! {
+    /// Request: cache TTL in seconds.
+    CACHE_TTL = "cache-ttl";
+    /// Request: `true` to bypass the cache.
+    SKIP_CACHE = "skip-cache";
+    /// Request: a custom cache key.
+    CACHE_KEY = "cache-key";
+    /// Request: per-attempt timeout in milliseconds.
+    REQUEST_TIMEOUT = "request-timeout";
+    /// Request: the number of attempts.
+    MAX_ATTEMPTS = "max-attempts";
+    /// Request: delay between attempts in milliseconds.
+    RETRY_DELAY = "retry-delay";
+    /// Request: `constant`, `linear` or `exponential`.
+    BACKOFF = "backoff";
+    /// Request: a JSON object of tags for metering and logs.
+    METADATA = "metadata";
+    /// Request: the gateway's own token, when auth is on.
+    AUTHORIZATION = "authorization";
+    /// Response: `HIT`, `MISS`, `BYPASS` or `EXPIRED`.
+    CACHE_STATUS = "cache-status";
+    /// Response: index of the fallback step that served.
+    STEP = "step";
+    /// Request and response: the request id.
+    REQUEST_ID = "request-id";
+}
+
+/// Removes every `aigw-` / `cf-aig-` header: they are for the gateway, not the provider.
+pub fn strip_all(headers: &mut HeaderMap) {
+    // Fast path: most requests carry none.
+    if !headers.keys().any(|k| {
+        let k = k.as_str();
+        k.starts_with("aigw-") || k.starts_with("cf-aig-")
+    }) {
+        return;
+    }
+    for h in ALL.iter() {
+        h.remove(headers);
+    }
+    let rest: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            k.starts_with("aigw-") || k.starts_with("cf-aig-")
+        })
+        .cloned()
+        .collect();
+    for k in rest {
+        headers.remove(k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_and_strip() {
+        let mut h = HeaderMap::new();
+        h.insert("cf-aig-cache-ttl", HeaderValue::from_static("60"));
+        assert_eq!(CACHE_TTL.get(&h).unwrap(), "60");
+        h.insert("aigw-cache-ttl", HeaderValue::from_static("30"));
+        assert_eq!(CACHE_TTL.get(&h).unwrap(), "30");
+        h.insert("aigw-custom-thing", HeaderValue::from_static("x"));
+        h.insert("x-other", HeaderValue::from_static("y"));
+        strip_all(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-other"));
+    }
+}
