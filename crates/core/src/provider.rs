@@ -410,7 +410,8 @@ pub struct InvalidProvider {
 }
 
 impl InvalidProvider {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
         }
