@@ -61,6 +61,13 @@ impl<S> ProviderRoute<S> {
                 h.remove(name);
             }
             h.insert(provider.auth().header_name(), key.clone());
+        } else {
+            // The client's own key goes through, but is never printed.
+            for name in AuthStyle::CREDENTIAL_HEADERS {
+                if let Some(v) = h.get_mut(name) {
+                    v.set_sensitive(true);
+                }
+            }
         }
         for (name, value) in provider.default_headers() {
             if !h.contains_key(name) {
@@ -165,6 +172,7 @@ mod tests {
         let seen = seen.unwrap();
         assert_eq!(seen.uri(), "https://api.openai.com/v1/chat/completions?x=1");
         assert_eq!(seen.headers()["authorization"], "Bearer sk-client");
+        assert!(seen.headers()["authorization"].is_sensitive());
         assert_eq!(seen.headers()["content-type"], "application/json");
         for gone in [
             "host",

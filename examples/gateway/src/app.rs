@@ -1,0 +1,177 @@
+//! The gateway's axum app: routes, middleware and error mapping.
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body as AxumBody;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Request};
+use http_body_util::{LengthLimitError, Limited};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_ai_client::{Client, ConnectError, TimeoutError};
+use tower_ai_core::{Body, BoxError, ErrorResponse, headers};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::{Config, ConfigError};
+
+/// Builds the gateway's router from a configuration.
+///
+/// - `GET /healthz`: `{"status":"ok"}`.
+/// - everything else: provider routing (`/{provider}/...`) to the upstream client.
+///
+/// Around it: a request id (`aigw-request-id`, kept when the client sent one, echoed on
+/// the response), tracing spans and access logs that never carry headers or queries, and
+/// the body size limit (413).
+pub fn router(config: &Config) -> Result<Router, ConfigError> {
+    let (connect, timeout) = config.upstream_timeouts();
+    let client = Client::builder()
+        .connect_timeout(Some(connect))
+        .request_timeout(Some(timeout))
+        .pool_idle_timeout(Some(Duration::from_secs(
+            config.upstream.pool_idle_timeout_secs,
+        )))
+        .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
+        .build()
+        .map_err(|e| ConfigError::new(format!("upstream client: {e}")))?;
+    let stack = ServiceBuilder::new()
+        .layer(config.route_layer()?)
+        .service(client);
+
+    let limit = config.server.max_body_bytes;
+    let proxy = service_fn(move |req: Request<AxumBody>| {
+        let stack = stack.clone();
+        async move { Ok::<_, Infallible>(proxy(stack, req, limit).await) }
+    });
+
+    let request_id = headers::REQUEST_ID.name;
+    Ok(Router::new()
+        .route("/healthz", get(healthz))
+        .fallback_service(proxy)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeId::new()))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(make_span)
+                        .on_response(DefaultOnResponse::new().level(Level::INFO))
+                        .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id)),
+        ))
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        r#"{"status":"ok"}"#,
+    )
+}
+
+async fn proxy<S, B>(stack: S, req: Request<AxumBody>, limit: usize) -> Response
+where
+    S: tower::Service<Request<Body>, Response = http::Response<B>, Error = BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ErrorResponse::payload_too_large(limit).into_response();
+    }
+    let req = req.map(|b| Body::new(Limited::new(b, limit)));
+    match stack.oneshot(req).await {
+        Ok(res) => res.map(AxumBody::new),
+        Err(err) => {
+            let e = classify(&*err, limit);
+            tracing::warn!(status = e.status().as_u16(), error = %ErrorChain(&*err), "request failed");
+            e.into_response()
+        }
+    }
+}
+
+/// The error response for a failure of the stack below the gateway.
+fn classify(err: &(dyn StdError + 'static), limit: usize) -> ErrorResponse {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<LengthLimitError>() {
+            return ErrorResponse::payload_too_large(limit);
+        }
+        if e.is::<TimeoutError>() {
+            return ErrorResponse::gateway_timeout("the provider did not answer in time");
+        }
+        if e.is::<ConnectError>() {
+            return ErrorResponse::bad_gateway("could not connect to the provider");
+        }
+        cur = e.source();
+    }
+    ErrorResponse::bad_gateway("the request to the provider failed")
+}
+
+struct ErrorChain<'a>(&'a (dyn StdError + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(e) = cur {
+            write!(f, ": {e}")?;
+            cur = e.source();
+        }
+        Ok(())
+    }
+}
+
+fn make_span<B>(req: &Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(headers::REQUEST_ID.name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Only the path: queries can carry keys (Gemini's `?key=`), headers carry credentials.
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = req.uri().path(),
+        request_id = id,
+    )
+}
+
+/// Request ids: a per-process random prefix and a counter, cheap and unique.
+#[derive(Clone)]
+struct MakeId {
+    prefix: Arc<str>,
+    next: Arc<AtomicU64>,
+}
+
+impl MakeId {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        let seed = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+        Self {
+            prefix: Arc::from(format!("{:016x}", seed)),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("{}-{n:08x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}

@@ -1,0 +1,358 @@
+//! The gateway's TOML configuration.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use tower_ai_core::{AuthStyle, InvalidProvider, Provider, Providers, WireFormat};
+use tower_ai_provider_route::ProviderRouteLayer;
+
+/// The whole configuration. Every field has a default, so an empty file (or none) is a
+/// working gateway on in-memory defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8787`.
+    pub listen: SocketAddr,
+    /// Server limits.
+    pub server: ServerConfig,
+    /// The upstream client.
+    pub upstream: UpstreamConfig,
+    /// Per-provider settings, by provider name: overrides of the built-in providers and
+    /// custom OpenAI-compatible ones.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            server: ServerConfig::default(),
+            upstream: UpstreamConfig::default(),
+            providers: BTreeMap::new(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes; larger ones get 413. Default 32 MiB.
+    pub max_body_bytes: usize,
+    /// On SIGINT/SIGTERM, how long in-flight requests and streams may take to finish
+    /// before the gateway exits anyway. Default 30.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[upstream]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Connect timeout (TCP and TLS), ms; failing it is a 502. Default 10000.
+    pub connect_timeout_ms: u64,
+    /// How long a provider may take to send the response head, ms; failing it is a 504.
+    /// A stream's body is not bounded by it. Default 600000 (reasoning models are slow).
+    pub timeout_ms: u64,
+    /// How long idle upstream connections are kept, s. Default 90.
+    pub pool_idle_timeout_secs: u64,
+    /// Idle upstream connections kept per host. Default 256.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 10_000,
+            timeout_ms: 600_000,
+            pool_idle_timeout_secs: 90,
+            pool_max_idle_per_host: 256,
+        }
+    }
+}
+
+/// `[providers.NAME]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Overrides the base URL (required for a custom provider).
+    pub base_url: Option<String>,
+    /// A key the gateway holds for this provider: sent instead of whatever credential
+    /// the client sent. Prefer `api_key_env`.
+    pub api_key: Option<Secret>,
+    /// The environment variable holding the gateway's key for this provider.
+    pub api_key_env: Option<String>,
+    /// Wire format of a custom provider: `openai` (default), `anthropic`, `gemini`,
+    /// `workers-ai`.
+    pub format: Option<String>,
+    /// Auth style of a custom provider: `bearer` (default), `x-api-key`, `api-key`,
+    /// `x-goog-api-key`.
+    pub auth: Option<String>,
+    /// Workers AI: the Cloudflare account id, when the path does not carry one.
+    pub account_id: Option<String>,
+    /// Extra headers sent upstream when the client did not send them.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `tower_ai=debug,info`. `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// A secret from the configuration: never printed.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A configuration that cannot be used, with what is wrong.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<InvalidProvider> for ConfigError {
+    fn from(e: InvalidProvider) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        // Fail now, not on the first request.
+        config.route_layer()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+
+    /// The upstream timeouts as durations.
+    pub fn upstream_timeouts(&self) -> (Duration, Duration) {
+        (
+            Duration::from_millis(self.upstream.connect_timeout_ms),
+            Duration::from_millis(self.upstream.timeout_ms),
+        )
+    }
+
+    /// The provider registry: the built-in providers with the configured overrides, plus
+    /// the custom ones.
+    pub fn providers(&self) -> Result<Providers, ConfigError> {
+        let mut providers = Providers::builtin();
+        for (name, pc) in &self.providers {
+            let mut p = match providers.get(name) {
+                Some(p) => p.clone(),
+                None => {
+                    let url = pc.base_url.as_deref().ok_or_else(|| {
+                        ConfigError(format!(
+                            "providers.{name}: a custom provider needs a base_url"
+                        ))
+                    })?;
+                    Provider::openai_compatible(name, url)?
+                }
+            };
+            if let Some(url) = &pc.base_url {
+                p = p.with_base_url(url)?;
+            }
+            if pc.format.is_some() || pc.auth.is_some() {
+                let format = match &pc.format {
+                    Some(f) => WireFormat::from_name(f).ok_or_else(|| {
+                        ConfigError(format!("providers.{name}.format: unknown format `{f}`"))
+                    })?,
+                    None => p.format(),
+                };
+                let auth = match &pc.auth {
+                    Some(a) => AuthStyle::from_name(a).ok_or_else(|| {
+                        ConfigError(format!("providers.{name}.auth: unknown auth style `{a}`"))
+                    })?,
+                    None => p.auth(),
+                };
+                let mut q = Provider::new(name, &p.base_url().to_string(), auth, format)?
+                    .with_resource_segment(p.resource_segment());
+                for (h, v) in p.default_headers() {
+                    q = q.with_default_header(h.clone(), v.clone());
+                }
+                p = q;
+            }
+            for (h, v) in &pc.headers {
+                let h = HeaderName::try_from(h.as_str()).map_err(|_| {
+                    ConfigError(format!("providers.{name}.headers: bad name `{h}`"))
+                })?;
+                let v = HeaderValue::try_from(v.as_str())
+                    .map_err(|_| ConfigError(format!("providers.{name}.headers.{h}: bad value")))?;
+                p = p.with_default_header(h, v);
+            }
+            providers.insert(p);
+        }
+        Ok(providers)
+    }
+
+    /// The provider route layer this configuration describes: providers, the keys the
+    /// gateway holds, the Workers AI account.
+    pub fn route_layer(&self) -> Result<ProviderRouteLayer, ConfigError> {
+        let mut layer = ProviderRouteLayer::new(self.providers()?);
+        for (name, pc) in &self.providers {
+            let key = match (&pc.api_key, &pc.api_key_env) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError(format!(
+                        "providers.{name}: set api_key or api_key_env, not both"
+                    )));
+                }
+                (Some(k), None) => Some(k.expose().to_owned()),
+                (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+                    ConfigError(format!(
+                        "providers.{name}.api_key_env: environment variable {var} is not set"
+                    ))
+                })?),
+                (None, None) => None,
+            };
+            if let Some(key) = key {
+                layer = layer
+                    .with_key(name, &key)
+                    .map_err(|e| ConfigError(format!("providers.{name}.api_key: {e}")))?;
+            }
+            if let Some(account) = &pc.account_id {
+                layer = layer.with_account_id(account.clone());
+            }
+        }
+        Ok(layer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_default() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8787)));
+        assert_eq!(c.server.max_body_bytes, 32 * 1024 * 1024);
+    }
+
+    #[test]
+    fn full_example() {
+        let c = Config::from_toml(
+            r#"
+            listen = "0.0.0.0:9000"
+            [server]
+            max_body_bytes = 1024
+            [upstream]
+            timeout_ms = 5000
+            [providers.openai]
+            base_url = "http://127.0.0.1:9001/v1"
+            api_key = "sk-from-config"
+            [providers.local]
+            base_url = "http://127.0.0.1:8080/v1"
+            [providers.claude-proxy]
+            base_url = "http://127.0.0.1:8081"
+            format = "anthropic"
+            auth = "x-api-key"
+            headers = { "anthropic-beta" = "tools-2024" }
+            "#,
+        )
+        .unwrap();
+        let p = c.providers().unwrap();
+        assert_eq!(
+            p.get("openai").unwrap().base_url().to_string(),
+            "http://127.0.0.1:9001/v1"
+        );
+        assert_eq!(p.get("local").unwrap().format(), WireFormat::OpenAi);
+        let cp = p.get("claude-proxy").unwrap();
+        assert_eq!(cp.auth(), AuthStyle::XApiKey);
+        assert_eq!(cp.format(), WireFormat::Anthropic);
+        assert_eq!(cp.default_headers().len(), 1);
+        assert!(!format!("{c:?}").contains("sk-from-config"));
+    }
+
+    #[test]
+    fn errors_are_clear() {
+        for (toml, want) in [
+            ("[providers.custom]\n", "needs a base_url"),
+            (
+                "[providers.openai]\nbase_url = \"ftp://x\"",
+                "must start with http",
+            ),
+            (
+                "[providers.x]\nbase_url = \"http://a\"\nformat = \"soap\"",
+                "unknown format",
+            ),
+            (
+                "[providers.openai]\napi_key_env = \"TOWER_AI_SURELY_UNSET\"",
+                "is not set",
+            ),
+            (
+                "[providers.openai]\napi_key = \"a\"\napi_key_env = \"B\"",
+                "not both",
+            ),
+            ("bogus = 1", "unknown field"),
+            ("[server]\nmax_body_bytes = \"lots\"", "invalid type"),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(err.contains(want), "{toml}: {err}");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The prebuilt tower-ai proxy: an axum app that routes `/{provider}/...` to LLM
+//! providers through [`ProviderRouteLayer`](tower_ai_provider_route::ProviderRouteLayer)
+//! and the pooled HTTPS [`Client`](tower_ai_client::Client).
+//!
+//! Run it with `cargo run --release --bin gateway` (in-memory defaults, listens on
+//! `127.0.0.1:8787`), or `gateway --config gateway.toml --listen 0.0.0.0:8787`. See the
+//! repository README for the configuration reference and how to point the OpenAI and
+//! Anthropic SDKs at it.
+//!
+//! As a library it gives tests and embedders the same gateway: [`Config`], [`router`],
+//! [`serve`] and [`RunningGateway`].
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), tower_ai_gateway::BoxError> {
+//! use tower_ai_gateway::{Config, RunningGateway};
+//! let mut config = Config::from_toml(r#"
+//!     [providers.openai]
+//!     base_url = "http://127.0.0.1:9001/v1"
+//! "#)?;
+//! config.listen = "127.0.0.1:0".parse()?;
+//! let gw = RunningGateway::start(config).await?;
+//! println!("OpenAI SDK base URL: {}/openai", gw.url());
+//! gw.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+mod app;
+pub mod config;
+mod serve;
+
+pub use app::router;
+pub use config::{Config, ConfigError};
+pub use serve::{RunningGateway, serve, shutdown_signal};
+pub use tower_ai_core::BoxError;

@@ -1,0 +1,77 @@
+//! `gateway`: the prebuilt tower-ai proxy. `gateway --help` for the options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tower_ai_gateway::{Config, router, serve, shutdown_signal};
+use tracing_subscriber::EnvFilter;
+
+/// An AI gateway: caching, metering, rate limiting, fallback and routing for LLM APIs.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file. Without one, the gateway runs on in-memory defaults.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on; overrides `listen` in the file. Default 127.0.0.1:8787.
+    #[arg(long, short)]
+    listen: Option<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match &args.config {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    };
+    let mut config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), tower_ai_gateway::BoxError> {
+    let app = router(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "gateway listening");
+    // Scripts wait for this line.
+    println!("gateway listening on http://{addr}");
+    let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
+    serve(listener, app, shutdown_signal(), grace).await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Serving the router: TCP_NODELAY, graceful shutdown, an in-process handle for tests.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets
+/// in-flight requests and streams finish, and returns once they have, or once `grace`
+/// has passed, whichever comes first.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::trace!("could not set TCP_NODELAY: {e}");
+        }
+    });
+    let (stopping_tx, mut stopping_rx) = watch::channel(false);
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: waiting for in-flight requests");
+        let _ = stopping_tx.send(true);
+    });
+    let deadline = async move {
+        let _ = stopping_rx.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        res = server => res,
+        () = deadline => {
+            tracing::warn!("shutdown grace period over: exiting with requests still in flight");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// A gateway running in this process, for tests and embedding. Dropping it stops the
+/// server at once; [`shutdown`](Self::shutdown) stops it gracefully.
+#[derive(Debug)]
+pub struct RunningGateway {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningGateway {
+    /// Starts a gateway from `config` on `config.listen` (use port 0 for an ephemeral one).
+    pub async fn start(config: Config) -> Result<Self, crate::BoxError> {
+        let router = crate::router(&config)?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
+        let task = tokio::spawn(serve(
+            listener,
+            router,
+            async move {
+                let _ = stopped.await;
+            },
+            grace,
+        ));
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, no trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Begins a graceful shutdown and waits for it to finish.
+    pub async fn shutdown(self) -> io::Result<()> {
+        self.begin_shutdown().await.map_err(io::Error::other)?
+    }
+
+    /// Begins a graceful shutdown without waiting; returns the server task to await.
+    pub fn begin_shutdown(mut self) -> JoinHandle<io::Result<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().expect("task present until shutdown")
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

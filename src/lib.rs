@@ -1,0 +1,44 @@
+//! tower-ai: an AI gateway built as tower middleware.
+//!
+//! A proxy layer between application code and LLM providers (OpenAI, Anthropic, Workers AI,
+//! Azure OpenAI, Gemini, Groq, Mistral, DeepSeek, OpenRouter, any OpenAI-compatible
+//! server). This facade re-exports each crate behind a feature, all on by default:
+//!
+//! | module | crate | feature |
+//! |---|---|---|
+//! | [`core`] | `tower-ai-core`: providers, `LlmRequest`, bodies, SSE parser and tee, errors | always |
+//! | [`provider_route`] | `tower-ai-provider-route`: `ProviderRouteLayer` | `provider-route` |
+//! | [`client`] | `tower-ai-client`: the pooled HTTPS upstream client | `client` |
+//!
+//! # Examples
+//!
+//! Routing in front of any inner service (here a stand-in for the upstream client):
+//!
+//! ```
+//! use http::{Request, Response};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_ai::core::Providers;
+//! use tower_ai::provider_route::ProviderRouteLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let svc = ServiceBuilder::new()
+//!     .layer(ProviderRouteLayer::new(Providers::builtin()))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         Ok::<_, std::convert::Infallible>(Response::new(req.uri().to_string()))
+//!     }));
+//! let res = svc
+//!     .oneshot(Request::post("/groq/chat/completions").body(String::new()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(res.status(), 200);
+//! # }
+//! ```
+
+pub use tower_ai_core as core;
+
+#[cfg(feature = "client")]
+pub use tower_ai_client as client;
+
+#[cfg(feature = "provider-route")]
+pub use tower_ai_provider_route as provider_route;

@@ -1,0 +1,141 @@
+//! Shared helpers for the integration tests: a mock provider, a gateway pointed at it,
+//! and a plain hyper client that reads frames as they come.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower_ai_gateway::{Config, RunningGateway};
+use tower_ai_mock::MockProvider;
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(http)
+}
+
+/// A gateway whose `openai`, `anthropic` and `azure-openai` providers point at `mock`,
+/// with `extra` TOML appended (it may add sections, not repeat these).
+pub async fn gateway_for(mock: &MockProvider, extra: &str) -> RunningGateway {
+    let toml = format!(
+        r#"
+        listen = "127.0.0.1:0"
+        [providers.openai]
+        base_url = "{url}/v1"
+        [providers.anthropic]
+        base_url = "{url}"
+        [providers.azure-openai]
+        base_url = "{url}/openai/deployments"
+        {extra}
+        "#,
+        url = mock.url()
+    );
+    let config = Config::from_toml(&toml).expect("test config is valid");
+    RunningGateway::start(config).await.expect("gateway starts")
+}
+
+pub struct Sent {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Sent {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+pub fn request(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(Full::new(body.into())).unwrap()
+}
+
+pub async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Sent {
+    let res = client.request(req).await.expect("request sent");
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.expect("body read").to_bytes();
+    Sent {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn post_json(
+    client: &HttpClient,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Sent {
+    let mut h = vec![("content-type", "application/json")];
+    h.extend_from_slice(headers);
+    send(client, request(Method::POST, url, &h, body.to_owned())).await
+}
+
+/// Every data frame of a response with the time it arrived.
+pub async fn frames(res: Response<Incoming>) -> (Vec<(Instant, Bytes)>, Result<(), String>) {
+    let mut body = res.into_body();
+    let mut out = Vec::new();
+    loop {
+        match body.frame().await {
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    out.push((Instant::now(), d));
+                }
+            }
+            Some(Err(e)) => return (out, Err(e.to_string())),
+            None => return (out, Ok(())),
+        }
+    }
+}
+
+pub fn concat(frames: &[(Instant, Bytes)]) -> Vec<u8> {
+    frames.iter().flat_map(|(_, b)| b.iter().copied()).collect()
+}
+
+/// Runs `fut` with a generous upper bound so a hang fails the test instead of CI.
+pub async fn within<F: std::future::Future>(secs: u64, fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("timed out: something hung")
+}
+
+/// A request body fed from a channel: chunked, no length.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+pub fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    (tx, ChannelBody(rx))
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
