@@ -35,6 +35,15 @@ impl<B> ResponseBody<B> {
     }
 }
 
+/// An empty body, as middleware that answers on its own needs (tower-http's `Timeout`).
+impl<B> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self {
+            kind: Kind::Error { body: None },
+        }
+    }
+}
+
 impl<B> From<Bytes> for ResponseBody<B> {
     fn from(b: Bytes) -> Self {
         Self {
