@@ -100,6 +100,8 @@ impl AuthStyle {
 pub struct BaseUrl {
     scheme: Scheme,
     authority: String,
+    /// The authority parsed once, when it has no placeholder: cloning it is a refcount.
+    parsed_authority: Option<Authority>,
     path: String,
 }
 
@@ -131,10 +133,11 @@ impl BaseUrl {
         }
         // `{resource}` may stand in the host (Azure); check the rest parses.
         let probe = authority.replace("{resource}", "r");
-        Authority::try_from(probe.as_str())
+        let parsed = Authority::try_from(probe.as_str())
             .map_err(|_| InvalidProvider::new(format!("base_url `{url}` has an invalid host")))?;
         Ok(Self {
             scheme,
+            parsed_authority: (!authority.contains('{')).then_some(parsed),
             authority: authority.to_owned(),
             path: path.trim_end_matches('/').to_owned(),
         })
@@ -148,6 +151,11 @@ impl BaseUrl {
     /// The host and port, possibly with a `{resource}` placeholder.
     pub fn authority(&self) -> &str {
         &self.authority
+    }
+
+    /// The parsed host and port, when the URL has no `{resource}` placeholder.
+    pub fn parsed_authority(&self) -> Option<&Authority> {
+        self.parsed_authority.as_ref()
     }
 
     /// The path prefix, without a trailing `/` (possibly empty).

@@ -43,7 +43,9 @@ pub(crate) fn upstream_uri(
         rest = after;
     }
 
-    let authority = if base.authority().contains("{resource}") {
+    let authority = if let Some(a) = base.parsed_authority() {
+        a.clone()
+    } else if base.authority().contains("{resource}") {
         let r = resource.ok_or("path must name the resource")?;
         Authority::try_from(base.authority().replace("{resource}", r))
             .map_err(|_| "invalid resource name")?
