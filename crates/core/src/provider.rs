@@ -87,8 +87,12 @@ impl AuthStyle {
     }
 
     /// Every header a client may have put a provider credential in.
-    pub const CREDENTIAL_HEADERS: [&'static str; 4] =
-        ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+    pub const CREDENTIAL_HEADERS: [HeaderName; 4] = [
+        AUTHORIZATION,
+        HeaderName::from_static("x-api-key"),
+        HeaderName::from_static("api-key"),
+        HeaderName::from_static("x-goog-api-key"),
+    ];
 }
 
 /// A provider's base URL, split once so that each request only appends a path.

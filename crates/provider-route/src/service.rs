@@ -64,7 +64,7 @@ impl<S> ProviderRoute<S> {
         } else {
             // The client's own key goes through, but is never printed.
             for name in AuthStyle::CREDENTIAL_HEADERS {
-                if let Some(v) = h.get_mut(name) {
+                if let Some(v) = h.get_mut(&name) {
                     v.set_sensitive(true);
                 }
             }
@@ -226,7 +226,7 @@ mod tests {
             assert!(seen.headers()[header].is_sensitive());
             let creds = AuthStyle::CREDENTIAL_HEADERS
                 .iter()
-                .filter(|h| seen.headers().contains_key(**h))
+                .filter(|h| seen.headers().contains_key(*h))
                 .count();
             assert_eq!(creds, 1, "{path}: only the gateway's credential is sent");
             assert!(
