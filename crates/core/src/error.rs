@@ -102,6 +102,7 @@ impl ErrorResponse {
         *res.status_mut() = self.status;
         res.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res.extensions_mut().insert(crate::GatewayGenerated);
         res
     }
 }
@@ -129,6 +130,7 @@ mod tests {
         let r: Response<Bytes> = ErrorResponse::unknown_provider("no\"pe").into_response();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        assert!(r.extensions().get::<crate::GatewayGenerated>().is_some());
         let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["message"], "unknown provider `no\"pe`");

@@ -51,21 +51,29 @@
 
 mod body;
 mod error;
+mod ext;
 pub mod headers;
 mod observe;
 mod path;
+mod price;
 mod provider;
 mod request;
 mod route;
+mod secret;
 mod sse;
 #[cfg(test)]
 mod test_util;
+mod usage;
 
 pub use body::{Body, BoxError};
 pub use error::ErrorResponse;
+pub use ext::{CacheStatus, FallbackStep, GatewayGenerated, KnownUsage};
 pub use observe::{ObservedBody, Observer, SseHandler, SseObserver, StreamEnd};
 pub use path::ProviderPath;
+pub use price::{InvalidPriceTable, Price, PriceTable};
 pub use provider::{AuthStyle, BaseUrl, InvalidProvider, Provider, Providers, WireFormat};
 pub use request::{LlmRequest, Operation};
 pub use route::ResolvedRoute;
+pub use secret::{credential, key_id};
 pub use sse::{DEFAULT_MAX_EVENT_LEN, SseEvent, SseParser};
+pub use usage::{StreamUsage, Usage, prompt_text, usage_from_json};
