@@ -1,0 +1,76 @@
+//! The `aigw-metadata` request header: a JSON object of tags.
+
+use http::HeaderMap;
+use tower_ai_core::headers;
+
+/// At most this many tags per request.
+pub(crate) const MAX_TAGS: usize = 16;
+const MAX_KEY: usize = 64;
+const MAX_VALUE: usize = 256;
+
+/// The tags of a request, or why the header is bad.
+pub(crate) fn parse(h: &HeaderMap) -> Result<Vec<(String, String)>, &'static str> {
+    let Some(v) = headers::METADATA.get(h) else {
+        return Ok(Vec::new());
+    };
+    const BAD: &str = "aigw-metadata must be a JSON object of at most 16 string, number or boolean values (keys up to 64 bytes, values up to 256)";
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(v.as_bytes()).map_err(|_| BAD)?;
+    if map.len() > MAX_TAGS {
+        return Err(BAD);
+    }
+    let mut tags = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let v = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => return Err(BAD),
+        };
+        if k.is_empty() || k.len() > MAX_KEY || v.len() > MAX_VALUE {
+            return Err(BAD);
+        }
+        tags.push((k, v));
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn with(v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("aigw-metadata", HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(parse(&HeaderMap::new()).unwrap(), vec![]);
+        let t = parse(&with(r#"{"team":"search","user":42,"beta":true}"#)).unwrap();
+        assert_eq!(t.len(), 3);
+        assert!(t.contains(&("user".into(), "42".into())));
+        for bad in [
+            r#"[1]"#,
+            "nope",
+            r#"{"a":{"b":1}}"#,
+            r#"{"a":null}"#,
+            r#"{"":"x"}"#,
+        ] {
+            assert!(parse(&with(bad)).is_err(), "{bad}");
+        }
+        let many = (0..17)
+            .map(|i| format!("\"k{i}\":1"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "cf-aig-metadata",
+            HeaderValue::try_from(format!("{{{many}}}")).unwrap(),
+        );
+        assert!(parse(&h).is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! [`PrometheusRecorder`]: the meter's figures in Prometheus' text exposition format.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::record::{Record, Recorder};
+
+/// Distinct model labels per provider before the rest are labelled `other`: label
+/// cardinality stays bounded whatever names clients send.
+const MAX_MODELS: usize = 256;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    provider: String,
+    model: String,
+    status: String,
+    outcome: String,
+    cache: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    provider: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    provider: String,
+    model: String,
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    provider: String,
+    model: String,
+    origin: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+type Hist = Family<ProviderLabels, Histogram, fn() -> Histogram>;
+
+/// Counters and histograms of every record, exposed in Prometheus' text format by
+/// [`encode`](Self::encode) (the gateway serves it on `GET /metrics`):
+///
+/// - `aigw_requests_total{provider,model,status,outcome,cache}`
+/// - `aigw_errors_total{provider,model,origin}`: `origin` is `gateway` or `provider`
+/// - `aigw_tokens_total{provider,model,type}`: `type` is `input`, `output`,
+///   `cached_input`, `cache_write` or `reasoning`
+/// - `aigw_cost_usd_total{provider,model}`, and `aigw_unknown_cost_requests_total`
+/// - `aigw_request_duration_seconds`, `aigw_time_to_first_token_seconds` and
+///   `aigw_time_per_output_token_seconds` histograms by provider
+///
+/// Model labels are bounded: past 256 distinct models a provider's others are `other`.
+#[derive(Clone)]
+pub struct PrometheusRecorder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    tokens: Family<TokenLabels, Counter>,
+    cost: Family<ModelLabels, Counter<f64, AtomicU64>>,
+    unknown_cost: Family<ModelLabels, Counter>,
+    duration: Hist,
+    ttft: Hist,
+    tpot: Hist,
+    models: Mutex<HashSet<(String, String)>>,
+}
+
+impl std::fmt::Debug for PrometheusRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrometheusRecorder").finish_non_exhaustive()
+    }
+}
+
+impl Default for PrometheusRecorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn seconds_buckets() -> Histogram {
+    // 5 ms .. ~80 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+fn per_token_buckets() -> Histogram {
+    // 0.5 ms .. ~1 s per token
+    Histogram::new(exponential_buckets(0.0005, 2.0, 12))
+}
+
+impl PrometheusRecorder {
+    /// A recorder with its own registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("aigw");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let cost = Family::<ModelLabels, Counter<f64, AtomicU64>>::default();
+        let unknown_cost = Family::<ModelLabels, Counter>::default();
+        let duration: Hist = Family::new_with_constructor(seconds_buckets);
+        let ttft: Hist = Family::new_with_constructor(seconds_buckets);
+        let tpot: Hist = Family::new_with_constructor(per_token_buckets);
+        registry.register(
+            "requests",
+            "LLM requests that passed the meter",
+            requests.clone(),
+        );
+        registry.register(
+            "errors",
+            "Failed requests, by who failed them (gateway or provider)",
+            errors.clone(),
+        );
+        registry.register("tokens", "Tokens, by type", tokens.clone());
+        registry.register(
+            "cost_usd",
+            "Cost in USD of requests whose cost is known",
+            cost.clone(),
+        );
+        registry.register(
+            "unknown_cost_requests",
+            "Requests whose cost is unknown (no usage or no price for the model)",
+            unknown_cost.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "From the request to the end of the response body",
+            duration.clone(),
+        );
+        registry.register(
+            "time_to_first_token_seconds",
+            "From the request to the first byte of the response body",
+            ttft.clone(),
+        );
+        registry.register(
+            "time_per_output_token_seconds",
+            "Generation time after the first byte, per output token",
+            tpot.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                errors,
+                tokens,
+                cost,
+                unknown_cost,
+                duration,
+                ttft,
+                tpot,
+                models: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    fn model_label(&self, provider: &str, model: Option<&str>) -> String {
+        let model = model.unwrap_or("");
+        let mut seen = self.inner.models.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (provider.to_owned(), model.to_owned());
+        if seen.contains(&key) {
+            return key.1;
+        }
+        let per_provider = seen.iter().filter(|(p, _)| p == provider).count();
+        if per_provider >= MAX_MODELS {
+            return "other".to_owned();
+        }
+        seen.insert(key.clone());
+        key.1
+    }
+}
+
+impl Recorder for PrometheusRecorder {
+    fn record(&self, r: &Record) {
+        let i = &self.inner;
+        let provider = r.provider.to_string();
+        let model = self.model_label(&provider, r.model.as_deref());
+        i.requests
+            .get_or_create(&RequestLabels {
+                provider: provider.clone(),
+                model: model.clone(),
+                status: r
+                    .status
+                    .map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                outcome: r.outcome.as_str().to_owned(),
+                cache: r.cache_status.map_or("none", |c| c.as_str()).to_owned(),
+            })
+            .inc();
+        if let Some(origin) = r.error_origin {
+            i.errors
+                .get_or_create(&ErrorLabels {
+                    provider: provider.clone(),
+                    model: model.clone(),
+                    origin: origin.as_str(),
+                })
+                .inc();
+        }
+        if let Some(u) = &r.usage {
+            for (kind, n) in [
+                ("input", u.input_tokens),
+                ("output", u.output_tokens),
+                ("cached_input", u.cached_input_tokens),
+                ("cache_write", u.cache_write_tokens),
+                ("reasoning", u.reasoning_tokens),
+            ] {
+                if n > 0 {
+                    i.tokens
+                        .get_or_create(&TokenLabels {
+                            provider: provider.clone(),
+                            model: model.clone(),
+                            r#type: kind,
+                        })
+                        .inc_by(n);
+                }
+            }
+        }
+        let labels = ModelLabels {
+            provider: provider.clone(),
+            model,
+        };
+        match r.cost_usd {
+            Some(c) if c.is_finite() && c >= 0.0 => {
+                i.cost.get_or_create(&labels).inc_by(c);
+            }
+            _ => {
+                i.unknown_cost.get_or_create(&labels).inc();
+            }
+        }
+        let p = ProviderLabels { provider };
+        i.duration
+            .get_or_create(&p)
+            .observe(r.duration.as_secs_f64());
+        if let Some(t) = r.ttft {
+            i.ttft.get_or_create(&p).observe(t.as_secs_f64());
+        }
+        if let Some(t) = r.time_per_output_token() {
+            i.tpot.get_or_create(&p).observe(t.as_secs_f64());
+        }
+    }
+}

@@ -1,0 +1,227 @@
+use std::mem;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use tower_ai_core::{
+    Body, BoxError, ErrorResponse, LlmRequest, Operation, ProviderPath, ResolvedRoute, WireFormat,
+    credential, headers, key_id,
+};
+use tower_service::Service;
+
+use crate::body::MeteredBody;
+use crate::future::{Pre, ResponseFuture};
+use crate::inject;
+use crate::layer::Shared;
+use crate::metadata;
+use crate::record::Recorder;
+use crate::tracker::Ctx;
+
+/// Meters every request: usage, cost, latency, outcome. See the [crate docs](crate).
+pub struct Meter<S, R> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared<R>>,
+}
+
+impl<S: Clone, R> Clone for Meter<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, R> std::fmt::Debug for Meter<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Meter<S, R>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>> + Clone,
+    R: Recorder,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes>,
+{
+    type Response = Response<MeteredBody<ResBody, R>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, S::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The service that was made ready goes with this request; a fresh clone stays.
+        let clone = self.inner.clone();
+        let mut inner = mem::replace(&mut self.inner, clone);
+        let start = Instant::now();
+        let started_at = SystemTime::now();
+        let (parts, body) = req.into_parts();
+        let body = Body::new(body);
+
+        // Where does it go? From the route layer below us, or the path above it.
+        let target = match parts.extensions.get::<ResolvedRoute>() {
+            Some(r) => Some((r.provider.clone(), r.path.clone())),
+            None => ProviderPath::parse(parts.uri.path())
+                .map(|p| (Arc::<str>::from(p.provider), Arc::<str>::from(p.rest))),
+        };
+        let Some((provider, path)) = target else {
+            // Not an LLM request: nothing to meter.
+            return ResponseFuture::passthrough(inner.call(Request::from_parts(parts, body)));
+        };
+
+        let pre = Pre {
+            shared: self.shared.clone(),
+            start,
+            started_at,
+            request_id: headers::REQUEST_ID
+                .get(&parts.headers)
+                .and_then(|v| v.to_str().ok())
+                .map(Arc::from),
+            key_id: headers::AUTHORIZATION
+                .get(&parts.headers)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.strip_prefix("Bearer ").unwrap_or(v))
+                .or_else(|| credential(&parts.headers))
+                .map(|c| Arc::from(key_id(c))),
+            metadata: Vec::new(),
+            provider,
+            path,
+        };
+        let pre = match metadata::parse(&parts.headers) {
+            Ok(metadata) => Pre { metadata, ..pre },
+            Err(msg) => return ResponseFuture::own(pre, ErrorResponse::bad_request(msg)),
+        };
+
+        let buffered = parts
+            .extensions
+            .get::<LlmRequest>()
+            .map(|l| l.body.clone())
+            .or_else(|| body.as_bytes().cloned());
+        match buffered {
+            Some(bytes) => {
+                let (req, ctx, strip) = prepare(pre, parts, bytes);
+                ResponseFuture::calling(inner.call(req), ctx, strip)
+            }
+            None => {
+                let limit = self.shared.max_body_bytes;
+                ResponseFuture::reading(Limited::new(body, limit).collect(), inner, parts, pre)
+            }
+        }
+    }
+}
+
+/// Builds the request that goes inward once the body is in hand: the `LlmRequest` in
+/// the extensions, the usage asked for, the meter's context.
+pub(crate) fn prepare<R: Recorder>(
+    pre: Pre<R>,
+    mut parts: http::request::Parts,
+    bytes: Bytes,
+) -> (Request<Body>, Ctx<R>, bool) {
+    let llm = match parts.extensions.get::<LlmRequest>() {
+        Some(l) => l.clone(),
+        None => {
+            let l = LlmRequest::parse(&pre.provider, &pre.path, bytes.clone());
+            parts.extensions.insert(l.clone());
+            l
+        }
+    };
+    let format = pre
+        .shared
+        .providers
+        .get(&llm.provider)
+        .map_or(WireFormat::OpenAi, |p| p.format());
+
+    let mut body = bytes;
+    let mut injected = false;
+    if pre.shared.inject_stream_usage
+        && llm.stream
+        && format == WireFormat::OpenAi
+        && matches!(
+            llm.operation,
+            Operation::ChatCompletions | Operation::Completions
+        )
+        && let Some(with_usage) = inject::include_usage(&body)
+    {
+        body = with_usage;
+        injected = true;
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+
+    let span = tracing::info_span!(
+        "gen_ai",
+        gen_ai.system = &*llm.provider,
+        gen_ai.operation.name = llm.operation.as_str(),
+        gen_ai.request.model = llm.model.as_deref().unwrap_or(""),
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        gen_ai.usage.cost = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    let ctx = Ctx {
+        shared: pre.shared,
+        start: pre.start,
+        started_at: pre.started_at,
+        request_id: pre.request_id,
+        key_id: pre.key_id,
+        metadata: pre.metadata,
+        llm,
+        format,
+        span,
+    };
+    (Request::from_parts(parts, Body::full(body)), ctx, injected)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+    use tokio_test::{assert_pending, assert_ready_ok};
+    use tower_layer::Layer;
+    use tower_test::mock;
+
+    use super::*;
+    use crate::MeterLayer;
+
+    #[tokio::test]
+    async fn readiness_is_the_inner_services_and_the_ready_one_is_called() {
+        let (inner, mut handle) =
+            mock::pair::<Request<Body>, Response<http_body_util::Full<Bytes>>>();
+        let mut svc = MeterLayer::new(()).layer(inner);
+        fn ready<S: Service<Request<Body>>>(
+            s: &mut S,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), S::Error>> {
+            s.poll_ready(cx)
+        }
+        let mut task = tokio_test::task::spawn(());
+        handle.allow(0);
+        assert_pending!(task.enter(|cx, _| ready(&mut svc, cx)));
+        handle.allow(1);
+        assert_ready_ok!(task.enter(|cx, _| ready(&mut svc, cx)));
+        let fut = svc.call(
+            Request::post("/openai/chat/completions")
+                .body(Body::from("{}"))
+                .unwrap(),
+        );
+        let (req, send) = handle.next_request().await.unwrap();
+        assert!(req.extensions().get::<LlmRequest>().is_some());
+        send.send_response(Response::new(http_body_util::Full::new(
+            Bytes::from_static(b"{}"),
+        )));
+        let res = fut.await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}
