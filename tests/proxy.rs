@@ -209,11 +209,7 @@ async fn gateway_held_key_replaces_the_clients() {
         "listen = \"127.0.0.1:0\"\n[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"sk-gateway-held\"",
         mock.url()
     );
-    let gw = tower_ai_gateway::RunningGateway::start(
-        tower_ai_gateway::Config::from_toml(&toml).unwrap(),
-    )
-    .await
-    .unwrap();
+    let gw = start(&toml).await;
     let res = post_json(
         &client(),
         &format!("{}/openai/chat/completions", gw.url()),
@@ -233,11 +229,7 @@ async fn gateway_held_key_replaces_the_clients() {
         mock.url()
     );
     // Set by .cargo/config.toml for every test process.
-    let gw = tower_ai_gateway::RunningGateway::start(
-        tower_ai_gateway::Config::from_toml(&toml).unwrap(),
-    )
-    .await
-    .unwrap();
+    let gw = start(&toml).await;
     let res = post_json(
         &client(),
         &format!("{}/anthropic/v1/messages", gw.url()),
@@ -368,11 +360,7 @@ async fn upstream_refusing_connections_is_502_json() {
     let toml = format!(
         "listen = \"127.0.0.1:0\"\n[providers.openai]\nbase_url = \"http://127.0.0.1:{port}/v1\""
     );
-    let gw = tower_ai_gateway::RunningGateway::start(
-        tower_ai_gateway::Config::from_toml(&toml).unwrap(),
-    )
-    .await
-    .unwrap();
+    let gw = start(&toml).await;
     let res = within(
         20,
         post_json(

@@ -38,6 +38,17 @@ pub async fn gateway_for(mock: &MockProvider, extra: &str) -> RunningGateway {
         "#,
         url = mock.url()
     );
+    start(&toml).await
+}
+
+/// Starts a gateway from `toml`, with the request log in memory unless `toml` has a
+/// `[meter]` section.
+pub async fn start(toml: &str) -> RunningGateway {
+    let toml = if toml.contains("[meter]") {
+        toml.to_owned()
+    } else {
+        format!("{toml}\n[meter]\nlog_path = \":memory:\"\n")
+    };
     let config = Config::from_toml(&toml).expect("test config is valid");
     RunningGateway::start(config).await.expect("gateway starts")
 }

@@ -23,6 +23,7 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::config::{Config, ConfigError};
+use crate::metering::Metering;
 
 /// Builds the gateway's router from a configuration.
 ///
@@ -33,6 +34,7 @@ use crate::config::{Config, ConfigError};
 /// the response), tracing spans and access logs that never carry headers or queries, and
 /// the body size limit (413).
 pub fn router(config: &Config) -> Result<Router, ConfigError> {
+    let meter = Metering::new(config)?;
     let (connect, timeout) = config.upstream_timeouts();
     let client = Client::builder()
         .connect_timeout(Some(connect))
@@ -43,31 +45,66 @@ pub fn router(config: &Config) -> Result<Router, ConfigError> {
         .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
         .build()
         .map_err(|e| ConfigError::new(format!("upstream client: {e}")))?;
-    let stack = ServiceBuilder::new()
-        .layer(config.route_layer()?)
-        .service(client);
-
+    let route = config.route_layer()?;
     let limit = config.server.max_body_bytes;
-    let proxy = service_fn(move |req: Request<AxumBody>| {
-        let stack = stack.clone();
-        async move { Ok::<_, Infallible>(proxy(stack, req, limit).await) }
-    });
+    // The meter changes the response body type, so the two stacks are two types: each
+    // becomes the router's fallback in its own branch.
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .merge(meter.admin_routes());
+    let app = match meter.layer.clone() {
+        Some(meter) => app.fallback_service(proxy_service(
+            ServiceBuilder::new()
+                .layer(meter)
+                .layer(route)
+                .service(client),
+            limit,
+        )),
+        None => app.fallback_service(proxy_service(
+            ServiceBuilder::new().layer(route).service(client),
+            limit,
+        )),
+    };
 
     let request_id = headers::REQUEST_ID.name;
-    Ok(Router::new()
-        .route("/healthz", get(healthz))
-        .fallback_service(proxy)
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeId::new()))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(make_span)
-                        .on_response(DefaultOnResponse::new().level(Level::INFO))
-                        .on_failure(DefaultOnFailure::new().level(Level::WARN)),
-                )
-                .layer(PropagateRequestIdLayer::new(request_id)),
-        ))
+    Ok(app.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeId::new()))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(make_span)
+                    .on_response(DefaultOnResponse::new().level(Level::INFO))
+                    .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id)),
+    ))
+}
+
+/// The proxy as an axum service: the body limit, the stack, its errors as JSON.
+fn proxy_service<S, B>(
+    stack: S,
+    limit: usize,
+) -> impl tower::Service<
+    Request<AxumBody>,
+    Response = Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response, Infallible>> + Send,
+> + Clone
++ Send
++ 'static
+where
+    S: tower::Service<Request<Body>, Response = http::Response<B>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    service_fn(move |req: Request<AxumBody>| {
+        let stack = stack.clone();
+        async move { Ok::<_, Infallible>(proxy(stack, req, limit).await) }
+    })
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
-use tower_ai_core::{AuthStyle, InvalidProvider, Provider, Providers, WireFormat};
+use tower_ai_core::{AuthStyle, InvalidProvider, PriceTable, Provider, Providers, WireFormat};
 use tower_ai_provider_route::ProviderRouteLayer;
 
 /// The whole configuration. Every field has a default, so an empty file (or none) is a
@@ -27,6 +27,11 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Logging.
     pub log: LogConfig,
+    /// Metering: usage, cost, the request log and `/metrics`.
+    pub meter: MeterConfig,
+    /// Prices that override or extend the shipped table: `[prices.PROVIDER."MODEL"]`
+    /// with `input`, `output`, `cached_input`, `cache_write` (USD per million tokens).
+    pub prices: toml::Table,
 }
 
 impl Default for Config {
@@ -37,6 +42,35 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             providers: BTreeMap::new(),
             log: LogConfig::default(),
+            meter: MeterConfig::default(),
+            prices: toml::Table::new(),
+        }
+    }
+}
+
+/// `[meter]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeterConfig {
+    /// Meter requests at all. Default true.
+    pub enabled: bool,
+    /// The gateway's name on every record.
+    pub gateway_name: Option<String>,
+    /// Ask OpenAI-format streams for usage when the client did not (the extra chunk is
+    /// removed before the client sees it). Default true.
+    pub inject_stream_usage: bool,
+    /// The SQLite request log behind `GET /logs` and `GET /usage`: a file path,
+    /// `":memory:"`, or `""` for none. Default `tower-ai.db` in the working directory.
+    pub log_path: String,
+}
+
+impl Default for MeterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            gateway_name: None,
+            inject_stream_usage: true,
+            log_path: "tower-ai.db".to_owned(),
         }
     }
 }
@@ -180,6 +214,7 @@ impl Config {
         let config: Self = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
         // Fail now, not on the first request.
         config.route_layer()?;
+        config.prices()?;
         Ok(config)
     }
 
@@ -248,6 +283,19 @@ impl Config {
             providers.insert(p);
         }
         Ok(providers)
+    }
+
+    /// The shipped price table with the configured prices merged in.
+    pub fn prices(&self) -> Result<PriceTable, ConfigError> {
+        let mut prices = PriceTable::builtin();
+        if !self.prices.is_empty() {
+            let text =
+                toml::to_string(&self.prices).map_err(|e| ConfigError(format!("prices: {e}")))?;
+            let extra =
+                PriceTable::from_toml(&text).map_err(|e| ConfigError(format!("prices: {e}")))?;
+            prices.merge(&extra);
+        }
+        Ok(prices)
     }
 
     /// The provider route layer this configuration describes: providers, the keys the

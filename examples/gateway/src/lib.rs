@@ -26,6 +26,7 @@
 
 mod app;
 pub mod config;
+mod metering;
 mod serve;
 
 pub use app::router;
