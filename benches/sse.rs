@@ -12,7 +12,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use http_body::Frame;
 use http_body_util::BodyExt;
-use tower_ai_core::{ObservedBody, SseEvent, SseHandler, SseObserver, SseParser, StreamEnd};
+use tower_ai_core::{
+    ObservedBody, Operation, SseEvent, SseHandler, SseObserver, SseParser, StreamEnd, StreamUsage,
+    WireFormat,
+};
 
 /// One OpenAI chat-completion chunk event, as providers send them (~230 bytes).
 fn openai_event(i: usize) -> String {
@@ -27,6 +30,33 @@ fn stream() -> (Vec<Bytes>, Vec<Bytes>) {
     let all: Vec<u8> = events.iter().flat_map(|b| b.iter().copied()).collect();
     let split = all.chunks(61).map(Bytes::copy_from_slice).collect();
     (events, split)
+}
+
+/// An Anthropic stream: message_start, 64 text deltas, message_delta, message_stop.
+fn anthropic_events() -> Vec<Bytes> {
+    let mut v = vec![Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":25,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":1}}}\n\n")];
+    for i in 0..64 {
+        v.push(Bytes::from(format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\" word{i}\"}}}}\n\n"
+        )));
+    }
+    v.push(Bytes::from_static(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":64}}\n\n"));
+    v.push(Bytes::from_static(
+        b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    ));
+    v
+}
+
+/// Usage extraction as the meter runs it: every event into a `StreamUsage`.
+struct Meter(StreamUsage);
+
+impl SseHandler for Meter {
+    fn on_event(&mut self, e: SseEvent<'_>) {
+        self.0.on_event(&e);
+    }
+    fn on_end(self, _: StreamEnd, _: bool) {
+        black_box(self.0.usage());
+    }
 }
 
 struct Count(usize);
@@ -97,6 +127,44 @@ fn bench(c: &mut Criterion) {
                 SseObserver::new(Count(0)),
             );
             black_box(drain(body))
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("usage_extraction");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.bench_function("openai chat stream, 64 chunks, tee+parse+usage", |b| {
+        b.iter(|| {
+            let meter = Meter(StreamUsage::new(
+                WireFormat::OpenAi,
+                Operation::ChatCompletions,
+            ));
+            let body =
+                ObservedBody::new(Frames(events.clone().into_iter()), SseObserver::new(meter));
+            black_box(drain(body))
+        })
+    });
+    let anthropic = anthropic_events();
+    g.throughput(Throughput::Elements(anthropic.len() as u64));
+    g.bench_function("anthropic stream, 67 events, tee+parse+usage", |b| {
+        b.iter(|| {
+            let meter = Meter(StreamUsage::new(WireFormat::Anthropic, Operation::Messages));
+            let body = ObservedBody::new(
+                Frames(anthropic.clone().into_iter()),
+                SseObserver::new(meter),
+            );
+            black_box(drain(body))
+        })
+    });
+    let json = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("openai chat JSON body", |b| {
+        b.iter(|| {
+            black_box(tower_ai_core::usage_from_json(
+                WireFormat::OpenAi,
+                Operation::ChatCompletions,
+                black_box(json),
+            ))
         })
     });
     g.finish();

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_ai_core::{Body, LlmRequest, Providers};
 use tower_ai_provider_route::ProviderRouteLayer;
@@ -36,6 +37,19 @@ fn upstream() -> impl Service<Request<Body>, Response = Response<Body>, Error = 
     service_fn(|req: Request<Body>| async move {
         black_box(req.uri());
         Ok::<_, Infallible>(Response::new(Body::from(Bytes::from_static(b"{}"))))
+    })
+}
+
+/// An upstream answering a chat completion with usage, as a provider does.
+fn upstream_json()
+-> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+    service_fn(|req: Request<Body>| async move {
+        black_box(req.uri());
+        let res = Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(Bytes::from_static(br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hi!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}}"#)))
+            .unwrap();
+        Ok::<_, Infallible>(res)
     })
 }
 
@@ -83,6 +97,23 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
                 .unwrap();
             black_box(res)
+        })
+    });
+    g.bench_function("meter + route", |b| {
+        let svc = ServiceBuilder::new()
+            .layer(tower_ai_meter::MeterLayer::new(()))
+            .layer(ProviderRouteLayer::new(Providers::builtin()))
+            .service(upstream_json());
+        b.iter(|| {
+            let res = svc
+                .clone()
+                .oneshot(request())
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+            // The request is metered when its body ends.
+            let body = res.into_body().collect().now_or_never().unwrap().unwrap();
+            black_box(body)
         })
     });
     g.finish();

@@ -600,3 +600,54 @@ where
     }
     panic!("condition never held");
 }
+
+#[tokio::test]
+async fn a_cache_hit_is_recorded_with_the_usage_it_saved_and_answers_without_usage_are_estimated() {
+    let records = Records::default();
+    let sink = records.clone();
+    let saved = Usage {
+        input_tokens: 120,
+        output_tokens: 30,
+        ..Usage::default()
+    };
+    let upstream = service_fn(move |req: Request<Body>| async move {
+        let hit = req.headers().contains_key("x-test-hit");
+        let body: &'static [u8] = if hit {
+            b"{\"cached\":true}"
+        } else {
+            br#"{"choices":[{"message":{"role":"assistant","content":"three words here"}}]}"#
+        };
+        let mut res = Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap();
+        if hit {
+            res.extensions_mut()
+                .insert(tower_ai_core::KnownUsage(saved));
+            res.extensions_mut().insert(tower_ai_core::CacheStatus::Hit);
+        }
+        Ok::<_, Infallible>(res)
+    });
+    let svc = ServiceBuilder::new()
+        .layer(
+            MeterLayer::new(move |r: &Record| sink.lock().unwrap().push(r.clone()))
+                .with_prices(prices()),
+        )
+        .service(upstream);
+    let mut req = post("/openai/chat/completions", CHAT);
+    req.headers_mut().insert("x-test-hit", "1".parse().unwrap());
+    drive(svc.clone(), req).await;
+    let r = only(&records);
+    assert_eq!(r.usage, Some(saved));
+    assert_eq!(r.usage_source, UsageSource::Known);
+    assert_eq!(r.cache_status, Some(tower_ai_core::CacheStatus::Hit));
+    assert!(r.cost_usd.unwrap() > 0.0, "what the hit saved is priced");
+
+    records.lock().unwrap().clear();
+    drive(svc, post("/openai/chat/completions", CHAT)).await;
+    let r = only(&records);
+    assert_eq!(r.usage_source, UsageSource::Estimated);
+    let u = r.usage.unwrap();
+    assert!((3..=5).contains(&u.output_tokens), "{u:?}");
+    assert!((4..=8).contains(&u.input_tokens), "{u:?}");
+}

@@ -191,7 +191,10 @@ impl SseParser {
             }
             b"event" => {
                 self.event.clear();
-                self.event.push_str(&String::from_utf8_lossy(value));
+                match std::str::from_utf8(value) {
+                    Ok(v) => self.event.push_str(v),
+                    Err(_) => self.event.push_str(&String::from_utf8_lossy(value)),
+                }
             }
             b"id" if !value.contains(&0) => {
                 self.id = Some(String::from_utf8_lossy(value).into_owned());

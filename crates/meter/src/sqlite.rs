@@ -555,4 +555,23 @@ mod tests {
         assert_eq!(recent.totals.requests, 2);
         assert_eq!(log.dropped(), 0);
     }
+
+    #[test]
+    fn a_stuck_writer_never_blocks_recording() {
+        let log = SqliteLog::open(":memory:").unwrap();
+        // Hold the database as a stuck disk would: the writer cannot write.
+        let stuck = log.conn();
+        let n = QUEUE + BATCH + 100;
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            log.record(&record("a", SystemTime::now(), None));
+        }
+        // Every call returned at once; what did not fit was dropped and counted.
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(log.dropped() >= 100, "{}", log.dropped());
+        drop(stuck);
+        log.flush();
+        let written = log.usage(None).unwrap().totals.requests;
+        assert_eq!(written + log.dropped(), n as u64);
+    }
 }

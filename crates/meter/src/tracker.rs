@@ -161,6 +161,22 @@ impl<R: Recorder> Observer for Tracker<R> {
                     let body = concat(chunks, len);
                     match usage_from_json(ctx.format, llm.operation, &body) {
                         Some(u) => (Some(u), UsageSource::Reported),
+                        None if ok => match answer_text(&body) {
+                            // An answer without usage: count it ourselves.
+                            Some(text) => {
+                                let u = Usage {
+                                    input_tokens: estimate_tokens(&prompt_text(
+                                        ctx.format,
+                                        llm.operation,
+                                        &llm.body,
+                                    )),
+                                    output_tokens: estimate_tokens(&text),
+                                    ..Usage::default()
+                                };
+                                (Some(u), UsageSource::Estimated)
+                            }
+                            None => (None, UsageSource::Unknown),
+                        },
                         None => (None, UsageSource::Unknown),
                     }
                 }
@@ -229,6 +245,44 @@ pub(crate) fn finish<R: Recorder>(shared: &Shared<R>, span: &tracing::Span, reco
     shared.recorder.record(record);
 }
 
+/// The generated text of a JSON answer in any of the wire formats (OpenAI chat and
+/// completions, Responses, Anthropic, Gemini, Workers AI), when it has one.
+fn answer_text(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut out = String::new();
+    let mut push = |t: Option<&str>| {
+        if let Some(t) = t {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(t);
+        }
+    };
+    let items = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+    for c in items(&v["choices"]) {
+        push(c["message"]["content"].as_str());
+        push(c["text"].as_str());
+    }
+    for o in items(&v["output"]) {
+        for c in items(&o["content"]) {
+            push(c["text"].as_str());
+        }
+    }
+    if v["type"] == "message" {
+        for c in items(&v["content"]) {
+            push(c["text"].as_str());
+        }
+    }
+    for c in items(&v["candidates"]) {
+        for p in items(&c["content"]["parts"]) {
+            push(p["text"].as_str());
+        }
+    }
+    push(v["result"]["response"].as_str());
+    push(v["response"].as_str());
+    (!out.is_empty()).then_some(out)
+}
+
 fn concat(chunks: Vec<Bytes>, len: usize) -> Bytes {
     match chunks.len() {
         0 => Bytes::new(),
@@ -240,5 +294,40 @@ fn concat(chunks: Vec<Bytes>, len: usize) -> Bytes {
             }
             Bytes::from(v)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_text;
+
+    #[test]
+    fn answer_text_of_each_format() {
+        let cases = [
+            (r#"{"choices":[{"message":{"content":"a b"}}]}"#, "a b"),
+            (r#"{"choices":[{"text":"legacy"}]}"#, "legacy"),
+            (
+                r#"{"output":[{"content":[{"type":"output_text","text":"resp"}]}]}"#,
+                "resp",
+            ),
+            (
+                r#"{"type":"message","content":[{"type":"text","text":"claude"}]}"#,
+                "claude",
+            ),
+            (
+                r#"{"candidates":[{"content":{"parts":[{"text":"gem"}]}}]}"#,
+                "gem",
+            ),
+            (r#"{"result":{"response":"workers"}}"#, "workers"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                answer_text(body.as_bytes()).as_deref(),
+                Some(want),
+                "{body}"
+            );
+        }
+        assert_eq!(answer_text(b"{}"), None);
+        assert_eq!(answer_text(b"nope"), None);
     }
 }

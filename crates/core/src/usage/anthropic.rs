@@ -113,7 +113,12 @@ pub(super) fn on_event(state: &mut State, event: &SseEvent<'_>) {
             return;
         }
         Some("message_start" | "message_delta") => {}
-        Some("content_block_delta") if !state.text_full() => {}
+        Some("content_block_delta") if !state.text_full() => {
+            if let Some(text) = fast_text_delta(event.data) {
+                state.push_text(text);
+                return;
+            }
+        }
         // ping, content_block_start/stop, error, and deltas past the text bound.
         Some(_) => return,
         None => {}
@@ -145,5 +150,61 @@ pub(super) fn on_event(state: &mut State, event: &SseEvent<'_>) {
         }
         "message_stop" => state.completed = true,
         _ => {}
+    }
+}
+
+/// The common text delta, found without a JSON parse: a `"delta":{...}` object of type
+/// `text_delta` (and no other object inside it) whose `"text":"..."` has no escapes.
+/// Anything else answers `None` and takes the full parse.
+fn fast_text_delta(data: &[u8]) -> Option<&str> {
+    use std::sync::LazyLock;
+
+    use memchr::memmem::Finder;
+    static DELTA: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"delta\":{"));
+    static TEXT_DELTA: LazyLock<Finder<'static>> =
+        LazyLock::new(|| Finder::new(b"\"type\":\"text_delta\""));
+    static TEXT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"text\":\""));
+    let d = DELTA.find(data)? + DELTA.needle().len();
+    let delta = &data[d..];
+    let close = memchr::memchr(b'}', delta)?;
+    let obj = &delta[..close];
+    if obj.contains(&b'{') || TEXT_DELTA.find(obj).is_none() {
+        return None;
+    }
+    let t = TEXT.find(obj)? + TEXT.needle().len();
+    let s = &obj[t..];
+    let end = memchr::memchr2(b'"', b'\\', s)?;
+    if s[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&s[..end]).ok()
+}
+
+#[cfg(test)]
+mod fast_tests {
+    use super::fast_text_delta;
+
+    #[test]
+    fn fast_path_only_for_the_plain_shape() {
+        let f = |s: &str| fast_text_delta(s.as_bytes()).map(str::to_owned);
+        assert_eq!(
+            f(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#).as_deref(),
+            Some("Hi")
+        );
+        assert_eq!(
+            f(r#"{"delta":{"text":" there","type":"text_delta"},"index":0}"#).as_deref(),
+            Some(" there")
+        );
+        // A `}` inside the text ends the object early: the full parse decides.
+        assert_eq!(f(r#"{"delta":{"type":"text_delta","text":"a}b"}}"#), None);
+        assert_eq!(f(r#"{"delta":{"type":"text_delta","text":"a\"b"}}"#), None);
+        assert_eq!(
+            f(r#"{"delta":{"type":"input_json_delta","partial_json":"{\"text\":\"x\"}"}}"#),
+            None
+        );
+        assert_eq!(
+            f(r#"{"delta":{"type":"thinking_delta","thinking":"hm"}}"#),
+            None
+        );
     }
 }

@@ -111,6 +111,29 @@ pub(super) fn usage_from_json(body: &[u8]) -> Option<Usage> {
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 static CHOICES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"choices\""));
+static DELTA: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"delta\":{"));
+static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\":\""));
+
+/// The common content delta, found without a JSON parse: one `"delta":{...}` whose
+/// `"content":"..."` string comes before any nested object and has no escapes. Anything
+/// else (several choices, escapes, tool calls) answers `None` and takes the full parse.
+fn fast_delta_content(data: &[u8]) -> Option<&str> {
+    let d = DELTA.find(data)? + DELTA.needle().len();
+    if DELTA.find(&data[d..]).is_some() {
+        return None;
+    }
+    let delta = &data[d..];
+    let c = CONTENT.find(delta)?;
+    if delta[..c].contains(&b'}') || delta[..c].contains(&b'{') {
+        return None;
+    }
+    let s = &delta[c + CONTENT.needle().len()..];
+    let end = memchr::memchr2(b'"', b'\\', s)?;
+    if s[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&s[..end]).ok()
+}
 
 /// Whether `data` has a key `key` (found by `finder`) whose value starts with `open`
 /// (then, if `close` is given, is `open` `close` with only whitespace between). Cheap and
@@ -208,6 +231,10 @@ pub(super) fn on_chat_event(state: &mut State, event: &SseEvent<'_>) {
             state.usage = Some(usage);
         }
     } else if !state.text_full() {
+        if let Some(text) = fast_delta_content(event.data) {
+            state.push_text(text);
+            return;
+        }
         let Ok(chunk) = serde_json::from_slice::<ChatChunk<'_>>(event.data) else {
             return;
         };
@@ -282,5 +309,40 @@ pub(super) fn on_responses_event(state: &mut State, event: &SseEvent<'_>) {
         if let Some(usage) = parsed.response.get().and_then(WithUsage::normalise) {
             state.usage = Some(usage);
         }
+    }
+}
+
+#[cfg(test)]
+mod fast_tests {
+    use super::fast_delta_content;
+
+    #[test]
+    fn fast_path_only_for_the_plain_shape() {
+        let f = |s: &str| fast_delta_content(s.as_bytes()).map(str::to_owned);
+        assert_eq!(
+            f(r#"{"choices":[{"index":0,"delta":{"content":" hi"},"finish_reason":null}]}"#)
+                .as_deref(),
+            Some(" hi")
+        );
+        assert_eq!(
+            f(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#).as_deref(),
+            Some("")
+        );
+        // Escapes, several choices, tool calls, null content: the full parse decides.
+        assert_eq!(f(r#"{"choices":[{"delta":{"content":"a\nb"}}]}"#), None);
+        assert_eq!(
+            f(r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#),
+            None
+        );
+        assert_eq!(
+            f(
+                r#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{}"}}]},"logprobs":{"content":"x"}}]}"#
+            ),
+            None
+        );
+        assert_eq!(
+            f(r#"{"choices":[{"delta":{"content":null}}],"x":{"content":"y"}}"#),
+            None
+        );
     }
 }
