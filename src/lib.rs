@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | [`core`] | `tower-ai-core`: providers, `LlmRequest`, bodies, SSE parser and tee, errors | always |
 //! | [`provider_route`] | `tower-ai-provider-route`: `ProviderRouteLayer` | `provider-route` |
+//! | [`meter`] | `tower-ai-meter`: `MeterLayer` and its recorders | `meter` |
 //! | [`client`] | `tower-ai-client`: the pooled HTTPS upstream client | `client` |
 //!
 //! # Examples
@@ -39,6 +40,9 @@ pub use tower_ai_core as core;
 
 #[cfg(feature = "client")]
 pub use tower_ai_client as client;
+
+#[cfg(feature = "meter")]
+pub use tower_ai_meter as meter;
 
 #[cfg(feature = "provider-route")]
 pub use tower_ai_provider_route as provider_route;
