@@ -651,3 +651,50 @@ async fn a_cache_hit_is_recorded_with_the_usage_it_saved_and_answers_without_usa
     assert!((3..=5).contains(&u.output_tokens), "{u:?}");
     assert!((4..=8).contains(&u.input_tokens), "{u:?}");
 }
+
+#[tokio::test]
+async fn usage_a_layer_below_already_read_is_not_parsed_again() {
+    let records = Records::default();
+    let sink = records.clone();
+    let upstream = service_fn(|_req: Request<Body>| async {
+        let mut res = Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(
+                br#"{"usage":{"prompt_tokens":12,"completion_tokens":5}}"#,
+            )))
+            .unwrap();
+        // A layer below read this response already: its figures are in the slot.
+        let slot = tower_ai_core::UsageSlot::new();
+        slot.set(tower_ai_core::FinalUsage {
+            usage: Some(Usage {
+                input_tokens: 99,
+                output_tokens: 1,
+                ..Usage::default()
+            }),
+            source: UsageSource::Reported,
+            terminal: true,
+        });
+        res.extensions_mut().insert(slot);
+        Ok::<_, Infallible>(res)
+    });
+    let svc = ServiceBuilder::new()
+        .layer(MeterLayer::new(move |r: &Record| {
+            sink.lock().unwrap().push(r.clone())
+        }))
+        .service(upstream);
+    drive(svc, post("/openai/chat/completions", CHAT)).await;
+    assert_eq!(only(&records).usage.unwrap().input_tokens, 99);
+
+    // Two meters stacked: the inner one reads, the outer one takes its figures.
+    let mock = MockProvider::start().await.unwrap();
+    let (outer, inner) = (Records::default(), Records::default());
+    let svc = ServiceBuilder::new()
+        .layer(meter(&outer, &mock))
+        .layer(meter(&inner, &mock))
+        .layer(ProviderRouteLayer::new(providers(&mock)))
+        .service(Client::builder().build().unwrap());
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"count my words please"}]}"#;
+    drive(svc, post("/openai/chat/completions", body)).await;
+    assert_eq!(only(&outer).usage, only(&inner).usage);
+    assert_eq!(only(&outer).usage.unwrap().output_tokens, 16);
+}

@@ -3,7 +3,10 @@
 //! A layer reads these without depending on the layer that wrote them: the meter records
 //! the cache status and the fallback step; the cache tells the meter what a hit saved.
 
+use std::sync::{Arc, OnceLock};
+
 use crate::Usage;
+use crate::usage::FinalUsage;
 
 /// How the cache answered: `aigw-cache-status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,3 +47,29 @@ pub struct KnownUsage(pub Usage);
 /// [`ErrorResponse::into_response`](crate::ErrorResponse::into_response) sets it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GatewayGenerated;
+
+/// Where the first layer that reads a response's usage leaves it for every layer above
+/// it, so that a stream is parsed for usage at most once however many layers want it.
+///
+/// The innermost layer that wants usage finds no slot in the response extensions,
+/// inserts one, reads the body and fills the slot when the body ends; the layers above
+/// find the slot and read it when their (outer) body ends, after the inner one did.
+#[derive(Clone, Debug, Default)]
+pub struct UsageSlot(Arc<OnceLock<FinalUsage>>);
+
+impl UsageSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fills the slot; a second fill is ignored.
+    pub fn set(&self, usage: FinalUsage) {
+        let _ = self.0.set(usage);
+    }
+
+    /// The usage, once the reading layer has settled it.
+    pub fn get(&self) -> Option<FinalUsage> {
+        self.0.get().copied()
+    }
+}

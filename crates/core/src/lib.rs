@@ -67,7 +67,7 @@ mod usage;
 
 pub use body::{Body, BoxError};
 pub use error::ErrorResponse;
-pub use ext::{CacheStatus, FallbackStep, GatewayGenerated, KnownUsage};
+pub use ext::{CacheStatus, FallbackStep, GatewayGenerated, KnownUsage, UsageSlot};
 pub use observe::{ObservedBody, Observer, SseHandler, SseObserver, StreamEnd};
 pub use path::ProviderPath;
 pub use price::{InvalidPriceTable, Price, PriceTable};
@@ -76,4 +76,7 @@ pub use request::{LlmRequest, Operation};
 pub use route::ResolvedRoute;
 pub use secret::{credential, key_id};
 pub use sse::{DEFAULT_MAX_EVENT_LEN, SseEvent, SseParser};
-pub use usage::{StreamUsage, Usage, prompt_text, usage_from_json};
+pub use usage::{
+    FinalUsage, ResponseUsage, StreamUsage, Usage, UsageSource, estimate_tokens, prompt_text,
+    usage_from_json, warm_up_tokenizer,
+};

@@ -56,15 +56,21 @@ pin_project! {
     ///
     /// `is_end_stream` and `size_hint` are those of `B`.
     pub struct ObservedBody<B, O: Observer> {
+        // `None` only while dropping: the inner body goes first, so observers further
+        // in finish before this one hears of the cancel.
         #[pin]
-        inner: B,
+        inner: Option<B>,
         observer: Option<O>,
     }
 
     impl<B, O: Observer> PinnedDrop for ObservedBody<B, O> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(o) = this.project().observer.take() {
-                o.on_end(StreamEnd::Cancelled);
+            let mut this = this.project();
+            if this.observer.is_some() {
+                this.inner.set(None);
+                if let Some(o) = this.observer.take() {
+                    o.on_end(StreamEnd::Cancelled);
+                }
             }
         }
     }
@@ -74,7 +80,7 @@ impl<B, O: Observer> ObservedBody<B, O> {
     /// Wraps `inner`, reporting to `observer`.
     pub fn new(inner: B, observer: O) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             observer: Some(observer),
         }
     }
@@ -93,7 +99,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
-        let polled = ready!(this.inner.as_mut().poll_frame(cx));
+        let Some(mut inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = ready!(inner.as_mut().poll_frame(cx));
         let end = match &polled {
             Some(Ok(frame)) => {
                 if let Some(o) = this.observer.as_mut() {
@@ -103,7 +112,7 @@ where
                         o.on_trailers(trailers);
                     }
                 }
-                this.inner.is_end_stream().then_some(StreamEnd::Complete)
+                inner.is_end_stream().then_some(StreamEnd::Complete)
             }
             Some(Err(_)) => Some(StreamEnd::Failed),
             None => Some(StreamEnd::Complete),
@@ -117,11 +126,13 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
     }
 }
 
@@ -266,6 +277,19 @@ mod tests {
         body.frame().await.unwrap().unwrap();
         drop(body);
         assert_eq!(log.get(), vec!["message=1", "end Cancelled partial=false"]);
+    }
+
+    #[tokio::test]
+    async fn on_cancel_inner_observers_finish_first() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (a, b) = (order.clone(), order.clone());
+        let inner = ObservedBody::new(Chunks::new(["x", "y"]), move |_| {
+            a.lock().unwrap().push("inner")
+        });
+        let mut outer = ObservedBody::new(inner, move |_| b.lock().unwrap().push("outer"));
+        outer.frame().await.unwrap().unwrap();
+        drop(outer);
+        assert_eq!(*order.lock().unwrap(), vec!["inner", "outer"]);
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use http_body_util::combinators::Collect;
 use pin_project_lite::pin_project;
 use tower_ai_core::{
     Body, BoxError, CacheStatus, ErrorResponse, FallbackStep, GatewayGenerated, KnownUsage,
-    Operation,
+    Operation, ResponseUsage, UsageSlot,
 };
 use tower_service::Service;
 
@@ -20,7 +20,7 @@ use crate::body::MeteredBody;
 use crate::layer::Shared;
 use crate::record::{ErrorOrigin, Outcome, Record, Recorder, UsageSource};
 use crate::service::prepare;
-use crate::tracker::{Ctx, Head, Tracker, finish};
+use crate::tracker::{Ctx, Head, Source, Tracker, finish};
 
 /// What the meter knows of a request before it has its body.
 pub(crate) struct Pre<R> {
@@ -212,19 +212,32 @@ fn metered<B, R: Recorder>(
     injected: bool,
 ) -> Response<MeteredBody<B, R>> {
     let (mut parts, body) = res.into_parts();
+    let status = parts.status.as_u16();
     let content_type = parts
         .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let sse = content_type.starts_with("text/event-stream");
-    let json = content_type.starts_with("application/json") || content_type.contains("+json");
-    let status = parts.status.as_u16();
+    let source = if let Some(known) = parts.extensions.get::<KnownUsage>() {
+        Source::Known(known.0)
+    } else if let Some(slot) = parts.extensions.get::<UsageSlot>() {
+        Source::Slot(slot.clone())
+    } else {
+        let slot = UsageSlot::new();
+        let reader = ResponseUsage::new(
+            ctx.format,
+            ctx.llm.operation,
+            ctx.llm.body.clone(),
+            status,
+            content_type,
+            slot.clone(),
+        );
+        parts.extensions.insert(slot);
+        Source::Own(Box::new(reader))
+    };
     let head = Head {
         status,
-        sse,
-        json,
-        known: parts.extensions.get::<KnownUsage>().map(|k| k.0),
         cache_status: parts.extensions.get::<CacheStatus>().copied(),
         fallback_step: parts.extensions.get::<FallbackStep>().map(|s| s.0),
         gateway_generated: parts.extensions.get::<GatewayGenerated>().is_some(),
@@ -233,7 +246,7 @@ fn metered<B, R: Recorder>(
     if strip {
         parts.headers.remove(CONTENT_LENGTH);
     }
-    let body = MeteredBody::observed(body, Tracker::new(ctx, head), strip);
+    let body = MeteredBody::observed(body, Tracker::new(ctx, head, source), strip);
     Response::from_parts(parts, body)
 }
 

@@ -66,7 +66,6 @@
 //! ```
 
 mod body;
-mod estimate;
 mod future;
 mod inject;
 mod layer;
@@ -81,7 +80,6 @@ mod sqlite;
 mod tracker;
 
 pub use body::MeteredBody;
-pub use estimate::{estimate_tokens, warm_up_tokenizer};
 pub use future::ResponseFuture;
 pub use layer::MeterLayer;
 pub use memory::{Aggregates, Totals};
@@ -91,3 +89,4 @@ pub use record::{ErrorOrigin, Outcome, Record, Recorder, UsageSource};
 pub use service::Meter;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{LogEntry, LogQuery, ModelUsage, SqliteLog, UsageReport, UsageTotals};
+pub use tower_ai_core::{estimate_tokens, warm_up_tokenizer};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+pub use tower_ai_core::UsageSource;
 use tower_ai_core::{CacheStatus, Operation, Usage};
 
 /// One finished request, as the meter saw it. Handed to every [`Recorder`] exactly once.
@@ -108,33 +109,6 @@ impl ErrorOrigin {
         match self {
             Self::Gateway => "gateway",
             Self::Provider => "provider",
-        }
-    }
-}
-
-/// Where a record's usage comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UsageSource {
-    /// Reported by the provider.
-    Reported,
-    /// Counted by the gateway with a tokenizer (the provider reported nothing, or the
-    /// stream was cut before it did), in whole or in part.
-    Estimated,
-    /// Known without asking the provider (a cache hit carries its stored usage).
-    Known,
-    /// Not known.
-    Unknown,
-}
-
-impl UsageSource {
-    /// `reported`, `estimated`, `known` or `unknown`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reported => "reported",
-            Self::Estimated => "estimated",
-            Self::Known => "known",
-            Self::Unknown => "unknown",
         }
     }
 }

@@ -5,12 +5,17 @@
 
 mod anthropic;
 mod de;
+mod estimate;
 mod gemini;
 mod openai;
 mod prompt;
+mod response;
 mod workers_ai;
 
 use crate::{Operation, SseEvent, WireFormat};
+
+pub use estimate::{estimate_tokens, warm_up_tokenizer};
+pub use response::{FinalUsage, ResponseUsage, UsageSource};
 
 /// Token usage of one request, normalised across wire formats.
 ///

@@ -1,0 +1,343 @@
+//! [`ResponseUsage`]: the usage of one response, read as its body passes.
+
+use bytes::Bytes;
+
+use super::estimate::estimate_tokens;
+use super::{StreamUsage, Usage, prompt_text, usage_from_json};
+use crate::{Operation, SseParser, StreamEnd, UsageSlot, WireFormat};
+
+/// JSON bodies larger than this are passed on but not parsed for usage.
+const MAX_JSON: usize = 16 * 1024 * 1024;
+
+/// Where a response's usage comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// Reported by the provider.
+    Reported,
+    /// Counted by the gateway with a tokenizer (the provider reported nothing, or the
+    /// stream was cut before it did), in whole or in part.
+    Estimated,
+    /// Known without asking the provider (a cache hit carries its stored usage).
+    Known,
+    /// Not known.
+    Unknown,
+}
+
+impl UsageSource {
+    /// `reported`, `estimated`, `known` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reported => "reported",
+            Self::Estimated => "estimated",
+            Self::Known => "known",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The usage of a finished response, as the first layer that read it left it in the
+/// [`UsageSlot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FinalUsage {
+    /// The tokens, when known.
+    pub usage: Option<Usage>,
+    /// Where they come from.
+    pub source: UsageSource,
+    /// For a stream: whether its protocol's terminal event arrived (a stream that ends
+    /// cleanly without it was cut short). Always true for other bodies.
+    pub terminal: bool,
+}
+
+enum Mode {
+    Sse {
+        parser: SseParser,
+        usage: Box<StreamUsage>,
+    },
+    Json {
+        chunks: Vec<Bytes>,
+        len: usize,
+    },
+    Opaque,
+}
+
+/// Reads the usage of one response as its frames pass (feed it from an
+/// [`Observer`](crate::Observer)), and at the end settles it: reported where the
+/// provider reported it, estimated with the tokenizer where it did not (or the stream
+/// was cut before it did), and puts the result in the [`UsageSlot`] for every other
+/// layer that wants it, so no response is parsed twice.
+pub struct ResponseUsage {
+    format: WireFormat,
+    operation: Operation,
+    request_body: Bytes,
+    ok: bool,
+    mode: Mode,
+    slot: UsageSlot,
+}
+
+impl std::fmt::Debug for ResponseUsage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseUsage")
+            .field("format", &self.format)
+            .field("operation", &self.operation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseUsage {
+    /// Reads a response of `status` and `content_type` to a request with `request_body`.
+    pub fn new(
+        format: WireFormat,
+        operation: Operation,
+        request_body: Bytes,
+        status: u16,
+        content_type: &str,
+        slot: UsageSlot,
+    ) -> Self {
+        let mode = if content_type.starts_with("text/event-stream") {
+            Mode::Sse {
+                parser: SseParser::new(),
+                usage: Box::new(StreamUsage::new(format, operation)),
+            }
+        } else if content_type.starts_with("application/json") || content_type.contains("+json") {
+            Mode::Json {
+                chunks: Vec::new(),
+                len: 0,
+            }
+        } else {
+            Mode::Opaque
+        };
+        Self {
+            format,
+            operation,
+            request_body,
+            ok: (200..300).contains(&status),
+            mode,
+            slot,
+        }
+    }
+
+    /// Whether the response is a server-sent-event stream.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.mode, Mode::Sse { .. })
+    }
+
+    /// One data frame of the body.
+    pub fn on_data(&mut self, data: &Bytes) {
+        match &mut self.mode {
+            Mode::Sse { parser, usage } => parser.feed(data, |e| usage.on_event(&e)),
+            Mode::Json { chunks, len } => {
+                *len += data.len();
+                if *len <= MAX_JSON {
+                    // A refcount, not a copy.
+                    chunks.push(data.clone());
+                } else {
+                    chunks.clear();
+                }
+            }
+            Mode::Opaque => {}
+        }
+    }
+
+    /// Settles the usage once the body ended as `end`, and fills the slot.
+    pub fn finish(self, end: StreamEnd) -> FinalUsage {
+        let estimate_input = || {
+            estimate_tokens(&prompt_text(
+                self.format,
+                self.operation,
+                &self.request_body,
+            ))
+        };
+        let result = match self.mode {
+            Mode::Sse { usage, .. } => {
+                let terminal = usage.completed();
+                let (u, source) = match usage.usage() {
+                    Some(u) if terminal => (Some(u), UsageSource::Reported),
+                    Some(mut u) => {
+                        // Cut before the final figures: count what was streamed.
+                        let streamed = estimate_tokens(usage.output_text());
+                        if streamed > u.output_tokens {
+                            u.output_tokens = streamed;
+                            (Some(u), UsageSource::Estimated)
+                        } else {
+                            (Some(u), UsageSource::Reported)
+                        }
+                    }
+                    None if self.ok => {
+                        let u = Usage {
+                            input_tokens: estimate_input(),
+                            output_tokens: estimate_tokens(usage.output_text()),
+                            ..Usage::default()
+                        };
+                        (Some(u), UsageSource::Estimated)
+                    }
+                    None => (None, UsageSource::Unknown),
+                };
+                FinalUsage {
+                    usage: u,
+                    source,
+                    terminal,
+                }
+            }
+            Mode::Json { chunks, len } if len <= MAX_JSON && end == StreamEnd::Complete => {
+                let body = concat(chunks, len);
+                let (u, source) = match usage_from_json(self.format, self.operation, &body) {
+                    Some(u) => (Some(u), UsageSource::Reported),
+                    None if self.ok => match answer_text(&body) {
+                        // An answer without usage: count it ourselves.
+                        Some(text) => (
+                            Some(Usage {
+                                input_tokens: estimate_input(),
+                                output_tokens: estimate_tokens(&text),
+                                ..Usage::default()
+                            }),
+                            UsageSource::Estimated,
+                        ),
+                        None => (None, UsageSource::Unknown),
+                    },
+                    None => (None, UsageSource::Unknown),
+                };
+                FinalUsage {
+                    usage: u,
+                    source,
+                    terminal: true,
+                }
+            }
+            _ => FinalUsage {
+                usage: None,
+                source: UsageSource::Unknown,
+                terminal: true,
+            },
+        };
+        self.slot.set(result);
+        result
+    }
+}
+
+/// The generated text of a JSON answer in any of the wire formats (OpenAI chat and
+/// completions, Responses, Anthropic, Gemini, Workers AI), when it has one.
+fn answer_text(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut out = String::new();
+    let mut push = |t: Option<&str>| {
+        if let Some(t) = t {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(t);
+        }
+    };
+    let items = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+    for c in items(&v["choices"]) {
+        push(c["message"]["content"].as_str());
+        push(c["text"].as_str());
+    }
+    for o in items(&v["output"]) {
+        for c in items(&o["content"]) {
+            push(c["text"].as_str());
+        }
+    }
+    if v["type"] == "message" {
+        for c in items(&v["content"]) {
+            push(c["text"].as_str());
+        }
+    }
+    for c in items(&v["candidates"]) {
+        for p in items(&c["content"]["parts"]) {
+            push(p["text"].as_str());
+        }
+    }
+    push(v["result"]["response"].as_str());
+    push(v["response"].as_str());
+    (!out.is_empty()).then_some(out)
+}
+
+fn concat(chunks: Vec<Bytes>, len: usize) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.into_iter().next().expect("one chunk"),
+        _ => {
+            let mut v = Vec::with_capacity(len);
+            for c in chunks {
+                v.extend_from_slice(&c);
+            }
+            Bytes::from(v)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_text_of_each_format() {
+        let cases = [
+            (r#"{"choices":[{"message":{"content":"a b"}}]}"#, "a b"),
+            (r#"{"choices":[{"text":"legacy"}]}"#, "legacy"),
+            (
+                r#"{"output":[{"content":[{"type":"output_text","text":"resp"}]}]}"#,
+                "resp",
+            ),
+            (
+                r#"{"type":"message","content":[{"type":"text","text":"claude"}]}"#,
+                "claude",
+            ),
+            (
+                r#"{"candidates":[{"content":{"parts":[{"text":"gem"}]}}]}"#,
+                "gem",
+            ),
+            (r#"{"result":{"response":"workers"}}"#, "workers"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                answer_text(body.as_bytes()).as_deref(),
+                Some(want),
+                "{body}"
+            );
+        }
+        assert_eq!(answer_text(b"{}"), None);
+        assert_eq!(answer_text(b"nope"), None);
+    }
+
+    #[test]
+    fn settles_and_fills_the_slot() {
+        let slot = UsageSlot::new();
+        let mut r = ResponseUsage::new(
+            WireFormat::OpenAi,
+            Operation::ChatCompletions,
+            Bytes::from_static(br#"{"messages":[{"role":"user","content":"hi"}]}"#),
+            200,
+            "application/json",
+            slot.clone(),
+        );
+        r.on_data(&Bytes::from_static(br#"{"usage":{"prompt_tokens":3,"#));
+        r.on_data(&Bytes::from_static(br#""completion_tokens":4}}"#));
+        let f = r.finish(StreamEnd::Complete);
+        assert_eq!(f.source, UsageSource::Reported);
+        assert_eq!(f.usage.unwrap().output_tokens, 4);
+        assert_eq!(slot.get(), Some(f));
+    }
+
+    #[test]
+    fn a_cut_stream_without_usage_is_estimated_and_not_terminal() {
+        let slot = UsageSlot::new();
+        let mut r = ResponseUsage::new(
+            WireFormat::OpenAi,
+            Operation::ChatCompletions,
+            Bytes::from_static(br#"{"messages":[{"role":"user","content":"hello there friend"}]}"#),
+            200,
+            "text/event-stream",
+            slot,
+        );
+        assert!(r.is_stream());
+        r.on_data(&Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"one two three\"}}]}\n\n",
+        ));
+        let f = r.finish(StreamEnd::Cancelled);
+        assert_eq!(f.source, UsageSource::Estimated);
+        assert!(!f.terminal);
+        let u = f.usage.unwrap();
+        assert!(u.output_tokens >= 3 && u.input_tokens >= 3, "{u:?}");
+    }
+}
