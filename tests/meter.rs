@@ -346,15 +346,87 @@ async fn works_below_provider_routing_too() {
     let mock = MockProvider::start().await.unwrap();
     let records = Records::default();
     let svc = ServiceBuilder::new()
-        .layer(ProviderRouteLayer::new(providers(&mock)))
+        .layer(
+            ProviderRouteLayer::new(providers(&mock))
+                .with_key("openai", "sk-gateway-held-key")
+                .unwrap(),
+        )
         .layer(meter(&records, &mock))
         .service(Client::builder().build().unwrap());
-    let (status, _) = drive(svc, post("/openai/chat/completions", CHAT)).await;
+    // The route layer strips the `aigw-` headers and swaps the client's key for the
+    // gateway's: the meter below it still sees the tags, the id and the caller.
+    let mut req = post("/openai/chat/completions", CHAT);
+    req.headers_mut()
+        .insert("aigw-metadata", r#"{"team":"below"}"#.parse().unwrap());
+    req.headers_mut()
+        .insert("cf-aig-request-id", "req-below-1".parse().unwrap());
+    let (status, _) = drive(svc, req).await;
     assert_eq!(status, 200);
+    assert_eq!(
+        mock.last_request().unwrap().headers["authorization"],
+        "Bearer sk-gateway-held-key"
+    );
     let r = only(&records);
     assert_eq!(&*r.provider, "openai");
     assert_eq!(r.usage.unwrap().input_tokens, 4);
     assert!(r.cost_usd.is_some());
+    assert_eq!(r.metadata, vec![("team".to_owned(), "below".to_owned())]);
+    assert_eq!(r.request_id.as_deref(), Some("req-below-1"));
+    assert_eq!(
+        r.key_id.as_deref(),
+        Some(tower_ai_core::key_id("sk-test-key").as_str()),
+        "the client's key id, not the gateway key's"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_answer_hyper_never_polls_is_recorded_complete() {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+
+    let records = Records::default();
+    let sink = records.clone();
+    let upstream = service_fn(|_req: Request<Body>| async {
+        let res = Response::builder()
+            .header("content-type", "application/json")
+            .header("content-length", "0")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        Ok::<_, Infallible>(res)
+    });
+    let svc = ServiceBuilder::new()
+        .layer(MeterLayer::new(move |r: &Record| {
+            sink.lock().unwrap().push(r.clone())
+        }))
+        .service(upstream);
+    // A real hyper server: it sees `is_end_stream()` true and drops the body unpolled.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (io, _) = listener.accept().await.unwrap();
+        let hyper_svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            svc.clone().oneshot(req.map(|_| Body::from(CHAT)))
+        });
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(io), hyper_svc)
+            .await;
+    });
+    let res = send(
+        &client(),
+        request(
+            Method::POST,
+            &format!("http://{addr}/openai/chat/completions"),
+            &[],
+            CHAT,
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert!(res.body.is_empty());
+    let r = eventually(|| async { records.lock().unwrap().first().cloned() }).await;
+    assert_eq!(r.outcome, Outcome::Complete, "{r:?}");
+    assert_eq!(r.status, Some(200));
+    assert_eq!(records.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -467,12 +539,18 @@ async fn the_gateway_serves_metrics_usage_and_logs() {
     )
     .await;
     let c = client();
+    const CLIENT_KEY: &str = "sk-client-metered-0001";
+    const ANTHROPIC_KEY: &str = "sk-ant-client-metered-0002";
+    let auth = format!("Bearer {CLIENT_KEY}");
     let stream = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"count my words please"}]}"#;
     for body in [CHAT, stream, CHAT] {
         let r = post_json(
             &c,
             &format!("{}/openai/chat/completions", gw.url()),
-            &[("aigw-metadata", r#"{"team":"a"}"#)],
+            &[
+                ("aigw-metadata", r#"{"team":"a"}"#),
+                ("authorization", &auth),
+            ],
             body,
         )
         .await;
@@ -481,7 +559,7 @@ async fn the_gateway_serves_metrics_usage_and_logs() {
     let r = post_json(
         &c,
         &format!("{}/anthropic/v1/messages", gw.url()),
-        &[],
+        &[("x-api-key", ANTHROPIC_KEY)],
         r#"{"model":"claude-sonnet-4-5","max_tokens":9,"messages":[{"role":"user","content":"hello there"}]}"#,
     )
     .await;
@@ -543,6 +621,29 @@ async fn the_gateway_serves_metrics_usage_and_logs() {
     );
     assert_eq!(rows[0]["metadata"]["team"], "a");
     assert_eq!(rows[1]["stream"], true);
+    // Callers are named by key id, never by key.
+    assert_eq!(
+        rows[0]["key_id"],
+        tower_ai_core::key_id(CLIENT_KEY).as_str()
+    );
+    let all_logs = send(
+        &c,
+        request(
+            Method::GET,
+            &format!("{}/logs?limit=1000", gw.url()),
+            &[],
+            "",
+        ),
+    )
+    .await;
+    let all_logs = String::from_utf8(all_logs.body.to_vec()).unwrap();
+    assert_eq!(all_logs.matches("\"key_id\"").count(), 4, "{all_logs}");
+    for secret in ["sk-", CLIENT_KEY, ANTHROPIC_KEY] {
+        assert!(
+            !all_logs.contains(secret),
+            "`{secret}` in /logs: {all_logs}"
+        );
+    }
     let next = v["next"].as_i64().unwrap();
     let page2 = send(
         &c,
@@ -585,6 +686,7 @@ async fn the_gateway_serves_metrics_usage_and_logs() {
     assert!(text.contains("aigw_time_to_first_token_seconds_bucket"));
     assert!(text.contains("aigw_request_duration_seconds_count{provider=\"openai\"} 3"));
     assert!(!text.contains("sk-"), "no secret in a label");
+    assert!(!text.contains(CLIENT_KEY) && !text.contains(ANTHROPIC_KEY));
 }
 
 async fn eventually<T, F, Fut>(mut f: F) -> T

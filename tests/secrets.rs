@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use tower_ai_mock::MockProvider;
 
 #[derive(Clone, Default)]
@@ -45,6 +45,7 @@ fn no_secret_reaches_a_log_line() {
         .enable_all()
         .build()
         .unwrap();
+    let mut admin = String::new();
     rt.block_on(async {
         let mock = MockProvider::start().await.unwrap();
         let gw = gateway_for(
@@ -85,6 +86,24 @@ fn no_secret_reaches_a_log_line() {
         // An unknown provider and a refused upstream.
         let r = post_json(&c, &format!("{}/nope/x", gw.url()), &[("authorization", &auth)], "{}").await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        // Nor does any reach the admin endpoints: the request log (once every request
+        // is in it), the usage report and the metrics.
+        let mut logs = String::new();
+        for _ in 0..200 {
+            let r = send(&c, request(Method::GET, &format!("{}/logs?limit=1000", gw.url()), &[], "")).await;
+            logs = String::from_utf8(r.body.to_vec()).unwrap();
+            if logs.matches("\"request_id\"").count() >= 5 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert!(logs.matches("\"request_id\"").count() >= 5, "every request logged: {logs}");
+        for path in ["/metrics", "/usage"] {
+            let r = send(&c, request(Method::GET, &format!("{}{path}", gw.url()), &[], "")).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}");
+            admin.push_str(std::str::from_utf8(&r.body).unwrap());
+        }
+        admin.push_str(&logs);
         gw.shutdown().await.unwrap();
     });
 
@@ -105,5 +124,9 @@ fn no_secret_reaches_a_log_line() {
         "SECRET",
     ] {
         assert!(!logs.contains(secret), "`{secret}` leaked into the logs");
+        assert!(
+            !admin.contains(secret),
+            "`{secret}` reached /logs, /usage or /metrics:\n{admin}"
+        );
     }
 }

@@ -12,7 +12,12 @@
 //! - [`SseParser`]: an incremental server-sent-events parser, and [`ObservedBody`]: the
 //!   tee, a body wrapper that forwards every frame untouched and at once while an
 //!   [`Observer`] (e.g. an [`SseObserver`]) watches it, told exactly once how it ended.
-//! - [`headers`]: the `aigw-` header names with their `cf-aig-` aliases.
+//! - [`headers`]: the `aigw-` header names with their `cf-aig-` aliases; layers read them
+//!   with [`AigwHeader::get_in`](headers::AigwHeader::get_in), which also finds those a
+//!   layer in front removed and left in [`GatewayHeaders`].
+//! - Extensions layers leave for each other: [`ResolvedRoute`], [`GatewayHeaders`] and
+//!   [`CallerId`] on requests; [`CacheStatus`], [`FallbackStep`], [`KnownUsage`],
+//!   [`UsageSlot`] on responses.
 //! - [`ErrorResponse`]: the JSON error every layer answers with.
 //!
 //! # Examples
@@ -67,7 +72,10 @@ mod usage;
 
 pub use body::{Body, BoxError};
 pub use error::ErrorResponse;
-pub use ext::{CacheStatus, FallbackStep, GatewayGenerated, KnownUsage, UsageSlot};
+pub use ext::{
+    CacheStatus, CallerId, ClientAddr, FallbackStep, GatewayGenerated, GatewayHeaders, KnownUsage,
+    UsageSlot,
+};
 pub use observe::{ObservedBody, Observer, SseHandler, SseObserver, StreamEnd};
 pub use path::ProviderPath;
 pub use price::{InvalidPriceTable, Price, PriceTable};

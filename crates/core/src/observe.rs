@@ -1,6 +1,7 @@
 //! The tee: a body wrapper that watches frames go by without touching them.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -52,7 +53,8 @@ pin_project! {
     /// [`Observer`] first, and tells the observer exactly once how the body ended:
     /// at the end of the stream, on an error, as soon as `is_end_stream()` turns true
     /// after a frame (hyper stops polling at an exact `content-length`), or when the
-    /// body is dropped early.
+    /// body is dropped: `Complete` if `is_end_stream()` had said true (hyper drops an
+    /// empty body unpolled), `Cancelled` otherwise.
     ///
     /// `is_end_stream` and `size_hint` are those of `B`.
     pub struct ObservedBody<B, O: Observer> {
@@ -61,15 +63,26 @@ pin_project! {
         #[pin]
         inner: Option<B>,
         observer: Option<O>,
+        // Set when `is_end_stream()` answered true: dropped then, the body was complete.
+        at_end: AtomicBool,
     }
 
     impl<B, O: Observer> PinnedDrop for ObservedBody<B, O> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if this.observer.is_some() {
+                // A body already at its end when dropped was complete: hyper asks
+                // `is_end_stream()` first and never polls a body that says true (an
+                // empty answer, a 204), it just drops it. (No `B: Body` bound here, so
+                // the answer it was given is remembered rather than asked again.)
+                let end = if *this.at_end.get_mut() {
+                    StreamEnd::Complete
+                } else {
+                    StreamEnd::Cancelled
+                };
                 this.inner.set(None);
                 if let Some(o) = this.observer.take() {
-                    o.on_end(StreamEnd::Cancelled);
+                    o.on_end(end);
                 }
             }
         }
@@ -82,6 +95,7 @@ impl<B, O: Observer> ObservedBody<B, O> {
         Self {
             inner: Some(inner),
             observer: Some(observer),
+            at_end: AtomicBool::new(false),
         }
     }
 }
@@ -126,7 +140,11 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        let end = self.inner.as_ref().is_none_or(|b| b.is_end_stream());
+        if end {
+            self.at_end.store(true, Ordering::Relaxed);
+        }
+        end
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -290,6 +308,47 @@ mod tests {
         outer.frame().await.unwrap().unwrap();
         drop(outer);
         assert_eq!(*order.lock().unwrap(), vec!["inner", "outer"]);
+    }
+
+    #[test]
+    fn an_empty_body_dropped_unpolled_is_complete() {
+        // What hyper does with a body whose `is_end_stream()` is already true: asks, then
+        // drops it without a poll.
+        let ended = Arc::new(Mutex::new(None));
+        let e = ended.clone();
+        let body = ObservedBody::new(http_body_util::Empty::<Bytes>::new(), move |end| {
+            *e.lock().unwrap() = Some(end)
+        });
+        assert!(body.is_end_stream());
+        drop(body);
+        assert_eq!(*ended.lock().unwrap(), Some(StreamEnd::Complete));
+
+        // Nested tees, asked through the outer one: both complete, inner first.
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (a, b) = (order.clone(), order.clone());
+        let inner = ObservedBody::new(Chunks::new([""; 0]).exact(), move |end| {
+            a.lock().unwrap().push(("inner", end))
+        });
+        let outer = ObservedBody::new(inner, move |end| b.lock().unwrap().push(("outer", end)));
+        assert!(outer.is_end_stream());
+        drop(outer);
+        assert_eq!(
+            *order.lock().unwrap(),
+            vec![
+                ("inner", StreamEnd::Complete),
+                ("outer", StreamEnd::Complete)
+            ]
+        );
+
+        // A body with more to come is still cancelled, asked or not.
+        let ended = Arc::new(Mutex::new(None));
+        let e = ended.clone();
+        let body = ObservedBody::new(Chunks::new(["x"]), move |end| {
+            *e.lock().unwrap() = Some(end)
+        });
+        assert!(!body.is_end_stream());
+        drop(body);
+        assert_eq!(*ended.lock().unwrap(), Some(StreamEnd::Cancelled));
     }
 
     #[tokio::test]

@@ -153,21 +153,34 @@ pub struct PriceTable {
 
 /// One provider's prices by model name.
 #[derive(Clone, Debug, Default)]
-struct Models(HashMap<Box<str>, Price>);
+struct Models {
+    prices: HashMap<Box<str>, Price>,
+    /// The length of the longest model name: no longer prefix can match, so a lookup
+    /// never hashes more than this many bytes per try, however long the name asked for.
+    longest: usize,
+}
 
 impl Models {
     fn exact(&self, model: &str) -> Option<Price> {
-        self.0.get(model).copied()
+        if model.len() > self.longest {
+            return None;
+        }
+        self.prices.get(model).copied()
     }
 
     /// Rules 1 and 2: the exact entry, else the longest entry followed by `-` in `model`,
-    /// trying each prefix that ends before a `-`, longest first (one hash lookup each).
+    /// trying each prefix that ends before a `-`, longest first (one hash lookup each),
+    /// but only prefixes no longer than the longest entry: linear in the name's length,
+    /// not quadratic, whatever a client sends.
     fn find(&self, model: &str) -> Option<Price> {
         if let Some(price) = self.exact(model) {
             return Some(price);
         }
-        let mut end = model.len();
-        while let Some(dash) = model[..end].rfind('-') {
+        let bytes = model.as_bytes();
+        // A prefix `model[..dash]` can match only if `dash <= longest`.
+        let mut end = bytes.len().min(self.longest.saturating_add(1));
+        while let Some(dash) = memchr::memrchr(b'-', &bytes[..end]) {
+            // `-` is ASCII: `dash` is a char boundary.
             if let Some(price) = self.exact(&model[..dash]) {
                 return Some(price);
             }
@@ -177,7 +190,16 @@ impl Models {
     }
 
     fn insert(&mut self, model: &str, price: Price) {
-        self.0.insert(model.into(), price);
+        self.longest = self.longest.max(model.len());
+        self.prices.insert(model.into(), price);
+    }
+
+    fn len(&self) -> usize {
+        self.prices.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, Price)> {
+        self.prices.iter().map(|(m, p)| (&**m, *p))
     }
 }
 
@@ -283,8 +305,8 @@ impl PriceTable {
         let providers = Arc::make_mut(&mut self.providers);
         for (provider, models) in other.providers.iter() {
             let mine = providers.entry(provider.clone()).or_default();
-            for (model, price) in &models.0 {
-                mine.insert(model, *price);
+            for (model, price) in models.iter() {
+                mine.insert(model, price);
             }
         }
     }
@@ -338,9 +360,8 @@ impl PriceTable {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, Price)> {
         self.providers.iter().flat_map(|(provider, models)| {
             models
-                .0
                 .iter()
-                .map(move |(model, price)| (&**provider, &**model, *price))
+                .map(move |(model, price)| (&**provider, model, price))
         })
     }
 
@@ -359,7 +380,7 @@ impl Default for PriceTable {
 
 impl fmt::Debug for PriceTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prices: usize = self.providers.values().map(|m| m.0.len()).sum();
+        let prices: usize = self.providers.values().map(Models::len).sum();
         f.debug_struct("PriceTable")
             .field("providers", &self.providers.len())
             .field("prices", &prices)
@@ -459,6 +480,24 @@ mod tests {
         assert_eq!(input(&t, ""), None);
         assert_eq!(input(&t, "-"), None);
         assert_eq!(input(&t, "gpt-4o-"), Some(1.0));
+    }
+
+    #[test]
+    fn long_dashed_names_are_looked_up_in_linear_time() {
+        let t = table(&["gpt-4", "gpt-4o", "gpt-4o-mini"]);
+        // 200 KB of dashes: trying every prefix before a `-` would hash ~10 GB each
+        // lookup (minutes for this loop); bounded by the longest entry, it is instant.
+        let long = "a-".repeat(100_000);
+        for _ in 0..1000 {
+            assert_eq!(input(&t, &long), None);
+        }
+        let priced = format!("gpt-4o-mini-{long}");
+        for _ in 0..1000 {
+            assert_eq!(input(&t, &priced), Some(2.0));
+        }
+        // The bound is exact: a prefix as long as the longest entry still matches.
+        assert_eq!(input(&t, "gpt-4o-mini-"), Some(2.0));
+        assert_eq!(input(&t, "gpt-4o-mini"), Some(2.0));
     }
 
     #[test]

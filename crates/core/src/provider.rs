@@ -195,6 +195,7 @@ pub struct Provider {
     auth: AuthStyle,
     format: WireFormat,
     resource_segment: bool,
+    allowed_resources: Option<Arc<[Box<str>]>>,
     default_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -217,6 +218,7 @@ impl Provider {
             auth,
             format,
             resource_segment: false,
+            allowed_resources: None,
             default_headers: Vec::new(),
         })
     }
@@ -245,6 +247,44 @@ impl Provider {
     pub fn with_resource_segment(mut self, yes: bool) -> Self {
         self.resource_segment = yes;
         self
+    }
+
+    /// Restricts the `{resource}` a request may name (see
+    /// [`with_resource_segment`](Self::with_resource_segment)) to these, compared without
+    /// regard to ASCII case: a request for another is refused before it leaves. Needed
+    /// whenever the gateway holds the provider's key, or a client could have the
+    /// gateway send that key to any `{resource}.openai.azure.com`. Fails for a name that
+    /// is not letters, digits, `-` or `_`.
+    pub fn with_allowed_resources<I, S>(mut self, resources: I) -> Result<Self, InvalidProvider>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut list = Vec::new();
+        for r in resources {
+            let r = r.as_ref();
+            if !valid_resource(r) {
+                return Err(InvalidProvider::new(format!(
+                    "resource name `{r}` must be letters, digits, `-` or `_`"
+                )));
+            }
+            list.push(Box::<str>::from(r));
+        }
+        self.allowed_resources = Some(list.into());
+        Ok(self)
+    }
+
+    /// The resources requests may name, when restricted.
+    pub fn allowed_resources(&self) -> Option<&[Box<str>]> {
+        self.allowed_resources.as_deref()
+    }
+
+    /// Whether a request may name `resource`: always, unless
+    /// [`with_allowed_resources`](Self::with_allowed_resources) restricted them.
+    pub fn allows_resource(&self, resource: &str) -> bool {
+        self.allowed_resources
+            .as_deref()
+            .is_none_or(|list| list.iter().any(|r| r.eq_ignore_ascii_case(resource)))
     }
 
     /// The provider's name, the first path segment of the gateway's routes.
@@ -281,6 +321,14 @@ impl Provider {
     pub fn default_headers(&self) -> &[(HeaderName, HeaderValue)] {
         &self.default_headers
     }
+}
+
+/// A resource name as it may stand in a host name.
+pub(crate) fn valid_resource(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn valid_name(name: &str) -> bool {
@@ -500,6 +548,25 @@ mod tests {
         p.insert(Provider::openai_compatible("local-llm", "http://127.0.0.1:8080/v1").unwrap());
         assert_eq!(p.get("local-llm").unwrap().auth(), AuthStyle::Bearer);
         assert!(Provider::openai_compatible("Bad Name", "http://x").is_err());
+    }
+
+    #[test]
+    fn allowed_resources() {
+        let azure = Providers::builtin().get("azure-openai").unwrap().clone();
+        assert!(azure.allows_resource("anything"));
+        let azure = azure.with_allowed_resources(["myres", "Other-1"]).unwrap();
+        assert!(azure.allows_resource("myres"));
+        assert!(azure.allows_resource("other-1"));
+        assert!(!azure.allows_resource("evil"));
+        assert_eq!(azure.allowed_resources().unwrap().len(), 2);
+        assert!(
+            Providers::builtin()
+                .get("azure-openai")
+                .unwrap()
+                .clone()
+                .with_allowed_resources(["evil.com:80"])
+                .is_err()
+        );
     }
 
     #[test]

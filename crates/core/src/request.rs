@@ -90,6 +90,9 @@ pub struct LlmRequest {
     pub operation: Operation,
     /// The model, from the body's `model`, or from the path for Gemini
     /// (`/models/{model}:...`), Azure (the deployment) and Workers AI (`@cf/...`).
+    /// `None` when unknown, and for a name over [`MAX_MODEL_LEN`](Self::MAX_MODEL_LEN)
+    /// bytes: no real model is named so, and every layer that keys on the model (prices,
+    /// metric labels, logs) stays cheap.
     pub model: Option<Arc<str>>,
     /// Whether the client asked for a stream (`"stream": true`, or Gemini's
     /// `:streamGenerateContent`).
@@ -109,6 +112,9 @@ struct Peek<'a> {
 }
 
 impl LlmRequest {
+    /// The longest model name kept, in bytes; a longer one is recorded as unknown.
+    pub const MAX_MODEL_LEN: usize = 256;
+
     /// Parses the facts from a provider name, its provider-relative path and the body.
     ///
     /// Never fails: a body that is not JSON gives `json: false` and no model, and is
@@ -125,17 +131,21 @@ impl LlmRequest {
     /// ```
     pub fn parse(provider: &str, path: &str, body: Bytes) -> Self {
         let operation = Operation::from_path(path);
-        let (mut model, mut stream, json) = match serde_json::from_slice::<Peek<'_>>(&body) {
+        let (body_model, mut stream, json) = match serde_json::from_slice::<Peek<'_>>(&body) {
             Ok(peek) => (
-                peek.model.map(|m| Arc::<str>::from(m.as_ref())),
+                peek.model,
                 matches!(peek.stream, Some(serde_json::Value::Bool(true))),
                 true,
             ),
             Err(_) => (None, false, false),
         };
-        if let Some(m) = model_from_path(provider, path) {
-            model.get_or_insert_with(|| Arc::from(m));
+        // The body's model wins over the path's; either one too long is unknown.
+        let model = match &body_model {
+            Some(m) => Some(m.as_ref()),
+            None => model_from_path(provider, path),
         }
+        .filter(|m| m.len() <= Self::MAX_MODEL_LEN)
+        .map(Arc::<str>::from);
         if path.ends_with(":streamGenerateContent") {
             stream = true;
         }
@@ -257,5 +267,28 @@ mod tests {
         // The body's model wins over the path's.
         let r = parse("workers-ai", "/v1/chat/completions", r#"{"model":"@cf/x"}"#);
         assert_eq!(r.model.as_deref(), Some("@cf/x"));
+    }
+
+    #[test]
+    fn an_overlong_model_is_unknown() {
+        let at_cap = "m".repeat(LlmRequest::MAX_MODEL_LEN);
+        let body = format!(r#"{{"model":"{at_cap}"}}"#);
+        let r = LlmRequest::parse("openai", "/chat/completions", Bytes::from(body));
+        assert_eq!(r.model.as_deref(), Some(at_cap.as_str()));
+        let long = "a-".repeat(100_000);
+        let body = format!(r#"{{"model":"{long}","stream":true}}"#);
+        let r = LlmRequest::parse("openai", "/chat/completions", Bytes::from(body));
+        assert_eq!(r.model, None);
+        assert!(r.stream && r.json, "the rest is still parsed");
+        // From the path too, and a too-long body model does not fall back to the path.
+        let r = LlmRequest::parse(
+            "google-ai-studio",
+            &format!("/v1beta/models/{long}:generateContent"),
+            Bytes::from_static(b"{}"),
+        );
+        assert_eq!(r.model, None);
+        let body = format!(r#"{{"model":"{long}"}}"#);
+        let r = LlmRequest::parse("workers-ai", "/@cf/meta/x", Bytes::from(body));
+        assert_eq!(r.model, None);
     }
 }

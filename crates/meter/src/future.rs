@@ -24,6 +24,8 @@ use crate::tracker::{Ctx, Head, Source, Tracker, finish};
 
 /// What the meter knows of a request before it has its body.
 pub(crate) struct Pre<R> {
+    /// The provider as recorded (see `Shared::provider_label`).
+    pub(crate) label: Arc<str>,
     pub(crate) shared: Arc<Shared<R>>,
     pub(crate) start: Instant,
     pub(crate) started_at: SystemTime,
@@ -36,9 +38,88 @@ pub(crate) struct Pre<R> {
 
 pin_project! {
     /// Response future of [`Meter`](crate::Meter).
+    ///
+    /// Dropped before the response head arrived (the client hung up, a timeout above
+    /// fired), it records the request as cancelled, with no status and no usage.
     pub struct ResponseFuture<S, F, R: Recorder> {
         #[pin]
         state: State<S, F, R>,
+    }
+
+    impl<S, F, R: Recorder> PinnedDrop for ResponseFuture<S, F, R> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let pending = match this.state.as_mut().project() {
+                StateProj::Reading { pre, .. } => pre.take().map(Pending::Reading),
+                StateProj::Calling { ctx, .. } => ctx.take().map(Pending::Calling),
+                StateProj::Passthrough { .. } | StateProj::Own { .. } => None,
+            };
+            if let Some(pending) = pending {
+                // The inner future goes first, as the inner body does on a cancel: layers
+                // further in record before this one.
+                this.state.set(State::Own { response: None });
+                pending.cancelled();
+            }
+        }
+    }
+}
+
+/// A request whose future was dropped before the response head.
+enum Pending<R: Recorder> {
+    Reading(Pre<R>),
+    Calling(Ctx<R>),
+}
+
+impl<R: Recorder> Pending<R> {
+    fn cancelled(self) {
+        let record = match &self {
+            Pending::Reading(pre) => Record {
+                request_id: pre.request_id.clone(),
+                started_at: pre.started_at,
+                duration: pre.start.elapsed(),
+                ttft: None,
+                gateway: pre.shared.gateway.clone(),
+                provider: pre.label.clone(),
+                model: None,
+                operation: Operation::from_path(&pre.path),
+                stream: false,
+                key_id: pre.key_id.clone(),
+                metadata: pre.metadata.clone(),
+                status: None,
+                outcome: Outcome::Cancelled,
+                error_origin: None,
+                usage: None,
+                usage_source: UsageSource::Unknown,
+                cost_usd: None,
+                cache_status: None,
+                fallback_step: None,
+            },
+            Pending::Calling(ctx) => Record {
+                request_id: ctx.request_id.clone(),
+                started_at: ctx.started_at,
+                duration: ctx.start.elapsed(),
+                ttft: None,
+                gateway: ctx.shared.gateway.clone(),
+                provider: ctx.label.clone(),
+                model: ctx.llm.model.clone(),
+                operation: ctx.llm.operation,
+                stream: ctx.llm.stream,
+                key_id: ctx.key_id.clone(),
+                metadata: ctx.metadata.clone(),
+                status: None,
+                outcome: Outcome::Cancelled,
+                error_origin: None,
+                usage: None,
+                usage_source: UsageSource::Unknown,
+                cost_usd: None,
+                cache_status: None,
+                fallback_step: None,
+            },
+        };
+        match &self {
+            Pending::Reading(pre) => finish(&pre.shared, &tracing::Span::none(), &record),
+            Pending::Calling(ctx) => finish(&ctx.shared, &ctx.span, &record),
+        }
     }
 }
 
@@ -103,13 +184,22 @@ impl<S, F, R: Recorder> ResponseFuture<S, F, R> {
 
     /// A response of the meter's own (bad input), recorded at once as the gateway's error.
     pub(crate) fn own(pre: Pre<R>, error: ErrorResponse) -> Self {
+        Self {
+            state: State::own(pre, error),
+        }
+    }
+}
+
+impl<S, F, R: Recorder> State<S, F, R> {
+    /// See [`ResponseFuture::own`].
+    fn own(pre: Pre<R>, error: ErrorResponse) -> Self {
         let record = Record {
             request_id: pre.request_id,
             started_at: pre.started_at,
             duration: pre.start.elapsed(),
             ttft: None,
             gateway: pre.shared.gateway.clone(),
-            provider: pre.provider,
+            provider: pre.label,
             model: None,
             operation: Operation::from_path(&pre.path),
             stream: false,
@@ -125,10 +215,8 @@ impl<S, F, R: Recorder> ResponseFuture<S, F, R> {
             fallback_step: None,
         };
         finish(&pre.shared, &tracing::Span::none(), &record);
-        Self {
-            state: State::Own {
-                response: Some(error.into_response()),
-            },
+        State::Own {
+            response: Some(error.into_response()),
         }
     }
 }
@@ -168,8 +256,7 @@ where
                         Err(e) => {
                             let limit = pre.shared.max_body_bytes;
                             let error = body_error(&e, limit);
-                            let own = Self::own(pre, error);
-                            own.state
+                            State::own(pre, error)
                         }
                     };
                     this.state.set(next);
@@ -257,7 +344,7 @@ fn upstream_failed<R: Recorder>(ctx: Ctx<R>) {
         duration: ctx.start.elapsed(),
         ttft: None,
         gateway: ctx.shared.gateway.clone(),
-        provider: ctx.llm.provider.clone(),
+        provider: ctx.label.clone(),
         model: ctx.llm.model.clone(),
         operation: ctx.llm.operation,
         stream: ctx.llm.stream,

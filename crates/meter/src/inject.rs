@@ -9,50 +9,100 @@ use http_body::{Frame, SizeHint};
 use memchr::memmem;
 use pin_project_lite::pin_project;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
+/// The top-level `stream_options` of a request body, as it is written.
 #[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    stream_options: Option<serde_json::Value>,
+struct Peek<'a> {
+    #[serde(borrow, default, deserialize_with = "raw")]
+    stream_options: Option<&'a RawValue>,
+}
+
+/// The `include_usage` of a `stream_options` object, as it is written.
+#[derive(Deserialize)]
+struct Options<'a> {
+    #[serde(borrow, default, deserialize_with = "raw")]
+    include_usage: Option<&'a RawValue>,
+}
+
+/// A present field as written, `null` included (a plain `Option` would make `null` absent).
+fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Where `part` (a slice of `whole`) starts in `whole`.
+fn offset(whole: &[u8], part: &str) -> usize {
+    let at = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    debug_assert!(at + part.len() <= whole.len(), "a slice of the body");
+    at
+}
+
+/// `body` with `with` in place of `body[at..at + len]`.
+fn splice(body: &[u8], at: usize, len: usize, with: &[&[u8]]) -> Bytes {
+    let extra: usize = with.iter().map(|w| w.len()).sum();
+    let mut out = Vec::with_capacity(body.len() - len + extra);
+    out.extend_from_slice(&body[..at]);
+    for w in with {
+        out.extend_from_slice(w);
+    }
+    out.extend_from_slice(&body[at + len..]);
+    Bytes::from(out)
 }
 
 /// The request body with `stream_options.include_usage: true`, or `None` when the client
-/// already asked for usage (or the body is not a JSON object).
+/// already asked for usage (or the body is not a JSON object, or its `stream_options` is
+/// neither an object nor `null`).
 ///
-/// Without `stream_options` the field is spliced in after the opening brace: the client's
-/// bytes are otherwise kept as they were. With `stream_options` but no usage, that object
-/// is rewritten (the rare path).
+/// Every byte of the client's body is kept but the few this adds or replaces:
+/// - no `stream_options`: `"stream_options":{"include_usage":true}` after the opening brace;
+/// - `"stream_options":null`: the `null` becomes `{"include_usage":true}`;
+/// - a `stream_options` object without `include_usage`: `"include_usage":true` after its
+///   opening brace;
+/// - `"include_usage":false` (or any value but `true`): that value becomes `true`.
 pub(crate) fn include_usage(body: &[u8]) -> Option<Bytes> {
-    let peek: Peek = serde_json::from_slice(body).ok()?;
-    match peek.stream_options {
-        None | Some(serde_json::Value::Null) => {
-            let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
-            if body.get(start) != Some(&b'{') {
-                return None;
-            }
-            let rest = &body[start + 1..];
-            let empty = rest.iter().all(|b| b.is_ascii_whitespace() || *b == b'}');
-            let field: &[u8] = br#""stream_options":{"include_usage":true}"#;
-            let mut out = Vec::with_capacity(body.len() + field.len() + 1);
-            out.extend_from_slice(&body[..=start]);
-            out.extend_from_slice(field);
-            if !empty {
-                out.push(b',');
-            }
-            out.extend_from_slice(rest);
-            Some(Bytes::from(out))
+    let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    if body[start] != b'{' {
+        return None;
+    }
+    let peek: Peek<'_> = serde_json::from_slice(body).ok()?;
+    const OPTIONS: &[u8] = br#"{"include_usage":true}"#;
+    let Some(options) = peek.stream_options else {
+        let rest = &body[start + 1..];
+        let empty = rest.iter().all(|b| b.is_ascii_whitespace() || *b == b'}');
+        let comma: &[u8] = if empty { b"" } else { b"," };
+        return Some(splice(
+            body,
+            start + 1,
+            0,
+            &[br#""stream_options":"#, OPTIONS, comma],
+        ));
+    };
+    let text = options.get().trim();
+    let at = offset(body, text);
+    if text == "null" {
+        return Some(splice(body, at, text.len(), &[OPTIONS]));
+    }
+    if !text.starts_with('{') {
+        return None;
+    }
+    // Duplicate keys, or anything odd: leave the body alone (the usage is estimated).
+    let inner: Options<'_> = serde_json::from_str(text).ok()?;
+    match inner.include_usage {
+        Some(v) if v.get().trim() == "true" => None,
+        Some(v) => {
+            let v = v.get().trim();
+            Some(splice(body, offset(body, v), v.len(), &[b"true"]))
         }
-        Some(serde_json::Value::Object(o)) => {
-            if o.get("include_usage") == Some(&serde_json::Value::Bool(true)) {
-                return None;
-            }
-            let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
-            v.get_mut("stream_options")?
-                .as_object_mut()?
-                .insert("include_usage".into(), serde_json::Value::Bool(true));
-            serde_json::to_vec(&v).ok().map(Bytes::from)
+        None => {
+            let members = text[1..text.len() - 1].trim();
+            let comma: &[u8] = if members.is_empty() { b"" } else { b"," };
+            Some(splice(
+                body,
+                at + 1,
+                0,
+                &[br#""include_usage":true"#, comma],
+            ))
         }
-        Some(_) => None,
     }
 }
 
@@ -188,13 +238,65 @@ mod tests {
         assert_eq!(&b[..], br#"  {"stream_options":{"include_usage":true}}"#);
         // Already asked for: untouched.
         assert!(include_usage(br#"{"stream_options":{"include_usage":true}}"#).is_none());
-        // Other options kept.
-        let b = include_usage(br#"{"stream_options":{"include_obfuscation":false}}"#).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
-        assert_eq!(v["stream_options"]["include_usage"], true);
-        assert_eq!(v["stream_options"]["include_obfuscation"], false);
+        assert!(include_usage(br#"{"stream_options": { "include_usage" : true } }"#).is_none());
         assert!(include_usage(b"not json").is_none());
         assert!(include_usage(b"[1]").is_none());
+        assert!(include_usage(br#"[{"stream_options":null}]"#).is_none());
+        // Not an object: left to the provider to refuse.
+        assert!(include_usage(br#"{"stream_options":true}"#).is_none());
+    }
+
+    #[test]
+    fn a_null_stream_options_is_replaced_in_place() {
+        let body = br#"{"model":"m","stream_options":null,"stream":true}"#;
+        let b = include_usage(body).unwrap();
+        assert_eq!(
+            &b[..],
+            br#"{"model":"m","stream_options":{"include_usage":true},"stream":true}"#
+        );
+        // One `stream_options`, not two: a strict parser sees no duplicate key.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Strict {
+            stream_options: serde_json::Value,
+        }
+        serde_json::from_slice::<Strict>(&b).expect("no duplicate key");
+        let b = include_usage(b"{\"stream_options\" :  null }").unwrap();
+        assert_eq!(&b[..], b"{\"stream_options\" :  {\"include_usage\":true} }");
+    }
+
+    #[test]
+    fn an_options_object_keeps_every_other_byte() {
+        // Key order, spacing and number spelling all as the client wrote them.
+        let body = br#"{"z":1.0e2, "stream_options": {"include_obfuscation":false}, "a":[ 1 ]}"#;
+        let b = include_usage(body).unwrap();
+        assert_eq!(
+            &b[..],
+            &br#"{"z":1.0e2, "stream_options": {"include_usage":true,"include_obfuscation":false}, "a":[ 1 ]}"#[..]
+        );
+        let b = include_usage(br#"{"stream_options":{ },"model":"m"}"#).unwrap();
+        assert_eq!(
+            &b[..],
+            br#"{"stream_options":{"include_usage":true },"model":"m"}"#
+        );
+    }
+
+    #[test]
+    fn include_usage_false_is_replaced_in_place() {
+        let body = br#"{"b":2,"stream_options":{"x":1,"include_usage": false,"y":2},"a":1}"#;
+        let b = include_usage(body).unwrap();
+        assert_eq!(
+            &b[..],
+            br#"{"b":2,"stream_options":{"x":1,"include_usage": true,"y":2},"a":1}"#
+        );
+        let b = include_usage(br#"{"stream_options":{"include_usage":null}}"#).unwrap();
+        assert_eq!(&b[..], br#"{"stream_options":{"include_usage":true}}"#);
+        // A nested `include_usage` elsewhere is not the one that counts.
+        let b = include_usage(br#"{"meta":{"include_usage":false},"stream_options":{}}"#).unwrap();
+        assert_eq!(
+            &b[..],
+            br#"{"meta":{"include_usage":false},"stream_options":{"include_usage":true}}"#
+        );
     }
 
     #[test]

@@ -11,8 +11,17 @@
 //! a silent zero), latency, time to first token, cache status and fallback step.
 //!
 //! - **Streams without usage**: an OpenAI-format stream whose client did not ask for
-//!   `stream_options.include_usage` is asked for it, and the extra usage chunk (and the
-//!   `"usage":null` members it brings) is removed before the client sees the stream.
+//!   `stream_options.include_usage` is asked for it (only at providers known to accept
+//!   the field: see [`MeterLayer::with_stream_usage_providers`]; the body is otherwise
+//!   kept byte for byte), and the extra usage chunk (and the `"usage":null` members it
+//!   brings) is removed before the client sees the stream.
+//! - **Bounded labels**: a provider not in the layer's registry is recorded as `unknown`,
+//!   a model name over 256 bytes as none; recorders bound their label sets on top.
+//! - **Below provider routing** it reads `aigw-metadata` and `aigw-request-id` from the
+//!   [`GatewayHeaders`](tower_ai_core::GatewayHeaders) routing left, and the caller from
+//!   its [`CallerId`](tower_ai_core::CallerId) (not the gateway's key that replaced it).
+//! - **Dropped early**: a request whose response future is dropped before the head
+//!   arrived is recorded `cancelled`, with no status.
 //! - **Honest estimates**: where a provider reports nothing, or a client hangs up before
 //!   the final figures, the tokens are counted with a real tokenizer (tiktoken's
 //!   `o200k_base`) and the record says `estimated`.

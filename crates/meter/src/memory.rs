@@ -134,7 +134,8 @@ impl Aggregates {
         self.totals.get()
     }
 
-    /// By provider and model (`""` for requests without a model), largest first.
+    /// By provider and model (`""` for requests without a model), largest first. Past
+    /// 10,000 pairs, the rest are counted under (`other`, `other`).
     pub fn by_model(&self) -> Vec<(String, String, Totals)> {
         let mut v: Vec<_> = self
             .by_model
@@ -188,10 +189,11 @@ impl Recorder for Aggregates {
     fn record(&self, r: &Record) {
         self.totals.add(r);
         let model: Arc<str> = r.model.clone().unwrap_or_else(|| Arc::from(""));
+        // One overflow entry for all: a per-provider one would grow with the providers.
         bump(
             &self.by_model,
             (r.provider.clone(), model),
-            || (r.provider.clone(), Arc::from("other")),
+            || (Arc::from("other"), Arc::from("other")),
             r,
         );
         if let Some(k) = &r.key_id {
@@ -265,6 +267,22 @@ mod tests {
         assert_eq!(by_model[0].2.requests, 2);
         assert_eq!(a.by_key().len(), 2);
         assert_eq!(a.by_tag()[0].2.requests, 3);
+    }
+
+    #[test]
+    fn provider_and_model_pairs_are_bounded() {
+        let a = Aggregates::new();
+        for i in 0..MAX_ENTRIES + 50 {
+            // A new provider each time: past the cap, still one overflow entry.
+            let mut r = record("m", "k", 1, None);
+            r.provider = Arc::from(format!("p{i}"));
+            a.record(&r);
+        }
+        let by_model = a.by_model();
+        assert_eq!(by_model.len(), MAX_ENTRIES + 1);
+        let other: Vec<_> = by_model.iter().filter(|(_, m, _)| m == "other").collect();
+        assert_eq!(other.len(), 1);
+        assert_eq!((other[0].0.as_str(), other[0].2.requests), ("other", 50));
     }
 
     #[test]

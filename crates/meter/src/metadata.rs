@@ -1,6 +1,6 @@
 //! The `aigw-metadata` request header: a JSON object of tags.
 
-use http::HeaderMap;
+use http::{Extensions, HeaderMap};
 use tower_ai_core::headers;
 
 /// At most this many tags per request.
@@ -8,9 +8,13 @@ pub(crate) const MAX_TAGS: usize = 16;
 const MAX_KEY: usize = 64;
 const MAX_VALUE: usize = 256;
 
-/// The tags of a request, or why the header is bad.
-pub(crate) fn parse(h: &HeaderMap) -> Result<Vec<(String, String)>, &'static str> {
-    let Some(v) = headers::METADATA.get(h) else {
+/// The tags of a request (from its headers, or those a layer in front removed and left
+/// in the extensions), or why the header is bad.
+pub(crate) fn parse(
+    h: &HeaderMap,
+    ext: &Extensions,
+) -> Result<Vec<(String, String)>, &'static str> {
+    let Some(v) = headers::METADATA.get_in(h, ext) else {
         return Ok(Vec::new());
     };
     const BAD: &str = "aigw-metadata must be a JSON object of at most 16 string, number or boolean values (keys up to 64 bytes, values up to 256)";
@@ -41,6 +45,10 @@ mod tests {
 
     use super::*;
 
+    fn parse_h(h: &HeaderMap) -> Result<Vec<(String, String)>, &'static str> {
+        parse(h, &Extensions::new())
+    }
+
     fn with(v: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("aigw-metadata", HeaderValue::from_static(v));
@@ -49,8 +57,11 @@ mod tests {
 
     #[test]
     fn tags() {
-        assert_eq!(parse(&HeaderMap::new()).unwrap(), vec![]);
-        let t = parse(&with(r#"{"team":"search","user":42,"beta":true}"#)).unwrap();
+        assert_eq!(
+            parse(&HeaderMap::new(), &Extensions::new()).unwrap(),
+            vec![]
+        );
+        let t = parse_h(&with(r#"{"team":"search","user":42,"beta":true}"#)).unwrap();
         assert_eq!(t.len(), 3);
         assert!(t.contains(&("user".into(), "42".into())));
         for bad in [
@@ -60,7 +71,7 @@ mod tests {
             r#"{"a":null}"#,
             r#"{"":"x"}"#,
         ] {
-            assert!(parse(&with(bad)).is_err(), "{bad}");
+            assert!(parse_h(&with(bad)).is_err(), "{bad}");
         }
         let many = (0..17)
             .map(|i| format!("\"k{i}\":1"))
@@ -71,6 +82,6 @@ mod tests {
             "cf-aig-metadata",
             HeaderValue::try_from(format!("{{{many}}}")).unwrap(),
         );
-        assert!(parse(&h).is_err());
+        assert!(parse_h(&h).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! [`PrometheusRecorder`]: the meter's figures in Prometheus' text exposition format.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +15,9 @@ use crate::record::{Record, Recorder};
 /// Distinct model labels per provider before the rest are labelled `other`: label
 /// cardinality stays bounded whatever names clients send.
 const MAX_MODELS: usize = 256;
+/// Distinct (provider, model) label pairs in all before the rest are folded: into
+/// (provider, `other`) for a provider already labelled, else (`unknown`, `other`).
+const MAX_PAIRS: usize = 1024;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -63,7 +66,9 @@ type Hist = Family<ProviderLabels, Histogram, fn() -> Histogram>;
 /// - `aigw_request_duration_seconds`, `aigw_time_to_first_token_seconds` and
 ///   `aigw_time_per_output_token_seconds` histograms by provider
 ///
-/// Model labels are bounded: past 256 distinct models a provider's others are `other`.
+/// Labels are bounded whatever clients send: past 256 distinct models a provider's others
+/// are `other`, and past 1024 (provider, model) pairs in all, the rest are (provider,
+/// `other`) for a provider already seen and (`unknown`, `other`) otherwise.
 #[derive(Clone)]
 pub struct PrometheusRecorder {
     inner: Arc<Inner>,
@@ -79,7 +84,39 @@ struct Inner {
     duration: Hist,
     ttft: Hist,
     tpot: Hist,
-    models: Mutex<HashSet<(String, String)>>,
+    labels: Mutex<Labels>,
+}
+
+/// The (provider, model) label pairs handed out so far.
+#[derive(Default)]
+struct Labels {
+    models: HashMap<String, HashSet<String>>,
+    pairs: usize,
+}
+
+impl Labels {
+    /// The (provider, model) labels a record gets.
+    fn get(&mut self, provider: &str, model: &str) -> (String, String) {
+        const OTHER: &str = "other";
+        if let Some(models) = self.models.get_mut(provider) {
+            if models.contains(model) {
+                return (provider.to_owned(), model.to_owned());
+            }
+            if models.len() >= MAX_MODELS || self.pairs >= MAX_PAIRS {
+                return (provider.to_owned(), OTHER.to_owned());
+            }
+            models.insert(model.to_owned());
+            self.pairs += 1;
+            return (provider.to_owned(), model.to_owned());
+        }
+        if self.pairs >= MAX_PAIRS {
+            return ("unknown".to_owned(), OTHER.to_owned());
+        }
+        self.models
+            .insert(provider.to_owned(), HashSet::from([model.to_owned()]));
+        self.pairs += 1;
+        (provider.to_owned(), model.to_owned())
+    }
 }
 
 impl std::fmt::Debug for PrometheusRecorder {
@@ -163,7 +200,7 @@ impl PrometheusRecorder {
                 duration,
                 ttft,
                 tpot,
-                models: Mutex::new(HashSet::new()),
+                labels: Mutex::new(Labels::default()),
             }),
         }
     }
@@ -176,27 +213,16 @@ impl PrometheusRecorder {
         out
     }
 
-    fn model_label(&self, provider: &str, model: Option<&str>) -> String {
-        let model = model.unwrap_or("");
-        let mut seen = self.inner.models.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (provider.to_owned(), model.to_owned());
-        if seen.contains(&key) {
-            return key.1;
-        }
-        let per_provider = seen.iter().filter(|(p, _)| p == provider).count();
-        if per_provider >= MAX_MODELS {
-            return "other".to_owned();
-        }
-        seen.insert(key.clone());
-        key.1
+    fn labels(&self, provider: &str, model: Option<&str>) -> (String, String) {
+        let mut labels = self.inner.labels.lock().unwrap_or_else(|e| e.into_inner());
+        labels.get(provider, model.unwrap_or(""))
     }
 }
 
 impl Recorder for PrometheusRecorder {
     fn record(&self, r: &Record) {
         let i = &self.inner;
-        let provider = r.provider.to_string();
-        let model = self.model_label(&provider, r.model.as_deref());
+        let (provider, model) = self.labels(&r.provider, r.model.as_deref());
         i.requests
             .get_or_create(&RequestLabels {
                 provider: provider.clone(),
@@ -258,5 +284,98 @@ impl Recorder for PrometheusRecorder {
         if let Some(t) = r.time_per_output_token() {
             i.tpot.get_or_create(&p).observe(t.as_secs_f64());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use tower_ai_core::Operation;
+
+    use super::*;
+    use crate::record::{Outcome, UsageSource};
+
+    fn record(provider: &str, model: &str) -> Record {
+        Record {
+            request_id: None,
+            started_at: SystemTime::now(),
+            duration: Duration::from_millis(1),
+            ttft: None,
+            gateway: None,
+            provider: Arc::from(provider),
+            model: Some(Arc::from(model)),
+            operation: Operation::ChatCompletions,
+            stream: false,
+            key_id: None,
+            metadata: Vec::new(),
+            status: Some(200),
+            outcome: Outcome::Complete,
+            error_origin: None,
+            usage: None,
+            usage_source: UsageSource::Unknown,
+            cost_usd: None,
+            cache_status: None,
+            fallback_step: None,
+        }
+    }
+
+    fn series(text: &str) -> HashSet<(String, String)> {
+        text.lines()
+            .filter(|l| l.starts_with("aigw_requests_total{"))
+            .map(|l| {
+                let p = l
+                    .split("provider=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
+                let m = l
+                    .split("model=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
+                (p.to_owned(), m.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn models_per_provider_are_bounded() {
+        let p = PrometheusRecorder::new();
+        for i in 0..MAX_MODELS + 10 {
+            p.record(&record("openai", &format!("m{i}")));
+        }
+        let s = series(&p.encode());
+        assert_eq!(s.len(), MAX_MODELS + 1);
+        assert!(s.contains(&("openai".into(), "other".into())));
+    }
+
+    #[test]
+    fn label_pairs_are_bounded_in_all() {
+        let p = PrometheusRecorder::new();
+        // Many providers with a few models each: each provider is under its own cap,
+        // the total is not.
+        for prov in 0..200 {
+            for m in 0..10 {
+                p.record(&record(&format!("p{prov}"), &format!("m{m}")));
+            }
+        }
+        let s = series(&p.encode());
+        let real = s.iter().filter(|(_, m)| m != "other").count();
+        assert_eq!(real, MAX_PAIRS);
+        // Past the cap, a provider already labelled keeps its name ...
+        assert!(s.contains(&("p102".into(), "other".into())), "{s:?}");
+        // ... and a new one is `unknown`.
+        assert!(s.contains(&("unknown".into(), "other".into())));
+        assert!(!s.iter().any(|(p, _)| p == "p150"));
+        assert!(s.len() <= MAX_PAIRS + 200 + 1);
+        // Seen pairs still count under their own labels.
+        p.record(&record("p0", "m0"));
+        assert!(p.encode().contains(r#"aigw_requests_total{provider="p0",model="m0",status="200",outcome="complete",cache="none"} 2"#));
     }
 }

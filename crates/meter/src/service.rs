@@ -8,8 +8,8 @@ use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use tower_ai_core::{
-    Body, BoxError, ErrorResponse, LlmRequest, Operation, ProviderPath, ResolvedRoute, WireFormat,
-    credential, headers, key_id,
+    Body, BoxError, CallerId, ErrorResponse, LlmRequest, Operation, ProviderPath, ResolvedRoute,
+    WireFormat, headers,
 };
 use tower_service::Service;
 
@@ -81,33 +81,35 @@ where
         };
 
         let pre = Pre {
+            label: self.shared.provider_label(&provider),
             shared: self.shared.clone(),
             start,
             started_at,
+            // Read where they are: in the headers, or left by provider routing in front.
             request_id: headers::REQUEST_ID
-                .get(&parts.headers)
+                .get_in(&parts.headers, &parts.extensions)
                 .and_then(|v| v.to_str().ok())
                 .map(Arc::from),
-            key_id: headers::AUTHORIZATION
-                .get(&parts.headers)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.strip_prefix("Bearer ").unwrap_or(v))
-                .or_else(|| credential(&parts.headers))
-                .map(|c| Arc::from(key_id(c))),
+            // The caller as provider routing saw it before it replaced credentials, or
+            // from the headers when the meter is in front of it.
+            key_id: parts
+                .extensions
+                .get::<CallerId>()
+                .cloned()
+                .or_else(|| CallerId::from_headers(&parts.headers))
+                .map(|c| c.0),
             metadata: Vec::new(),
             provider,
             path,
         };
-        let pre = match metadata::parse(&parts.headers) {
+        let pre = match metadata::parse(&parts.headers, &parts.extensions) {
             Ok(metadata) => Pre { metadata, ..pre },
             Err(msg) => return ResponseFuture::own(pre, ErrorResponse::bad_request(msg)),
         };
 
-        let buffered = parts
-            .extensions
-            .get::<LlmRequest>()
-            .map(|l| l.body.clone())
-            .or_else(|| body.as_bytes().cloned());
+        // The bytes that go inward are the request's own (a layer above may have changed
+        // them since `LlmRequest` was parsed: the meter asks streams for their usage).
+        let buffered = body.as_bytes().cloned();
         match buffered {
             Some(bytes) => {
                 let (req, ctx, strip) = prepare(pre, parts, bytes);
@@ -144,7 +146,7 @@ pub(crate) fn prepare<R: Recorder>(
 
     let mut body = bytes;
     let mut injected = false;
-    if pre.shared.inject_stream_usage
+    if pre.shared.asks_stream_usage(&llm.provider)
         && llm.stream
         && format == WireFormat::OpenAi
         && matches!(
@@ -172,6 +174,7 @@ pub(crate) fn prepare<R: Recorder>(
         outcome = tracing::field::Empty,
     );
     let ctx = Ctx {
+        label: pre.label,
         shared: pre.shared,
         start: pre.start,
         started_at: pre.started_at,
@@ -223,6 +226,162 @@ mod tests {
         )));
         let res = fut.await.unwrap();
         assert_eq!(res.status(), 200);
+    }
+
+    type Records = std::sync::Arc<std::sync::Mutex<Vec<crate::Record>>>;
+
+    fn recording() -> (Records, MeterLayer<impl Recorder>) {
+        let records = Records::default();
+        let sink = records.clone();
+        let layer = MeterLayer::new(move |r: &crate::Record| sink.lock().unwrap().push(r.clone()));
+        (records, layer)
+    }
+
+    fn json_upstream() -> impl Service<
+        Request<Body>,
+        Response = Response<http_body_util::Full<Bytes>>,
+        Error = std::convert::Infallible,
+        Future = impl Future<
+            Output = Result<Response<http_body_util::Full<Bytes>>, std::convert::Infallible>,
+        >,
+    > + Clone {
+        tower::service_fn(|_req: Request<Body>| async {
+            Ok(Response::builder()
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(Bytes::from_static(b"{}")))
+                .unwrap())
+        })
+    }
+
+    #[tokio::test]
+    async fn providers_outside_the_registry_are_recorded_as_unknown() {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let (records, layer) = recording();
+        let svc = layer.layer(json_upstream());
+        for path in ["/openai/chat/completions", "/made-up-1/x", "/made-up-2/x"] {
+            let req = Request::post(path).body(Body::from("{}")).unwrap();
+            let res = svc.clone().oneshot(req).await.unwrap();
+            res.into_body().collect().await.unwrap();
+        }
+        let providers: Vec<_> = records
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.provider.to_string())
+            .collect();
+        assert_eq!(providers, ["openai", "unknown", "unknown"]);
+    }
+
+    #[tokio::test]
+    async fn stream_usage_is_asked_only_of_providers_that_accept_it() {
+        use tower::ServiceExt;
+
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let upstream = tower::service_fn(move |req: Request<Body>| {
+            let s = s.clone();
+            async move {
+                let body = req.into_body().as_bytes().cloned().unwrap_or_default();
+                s.lock().unwrap().push(body);
+                Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                    Bytes::new(),
+                )))
+            }
+        });
+        let stream = r#"{"model":"m","stream":true}"#;
+        let send = |layer: MeterLayer<()>, path: &'static str| {
+            let svc = layer.layer(upstream.clone());
+            async move {
+                let req = Request::post(path).body(Body::from(stream)).unwrap();
+                drop(svc.oneshot(req).await.unwrap());
+            }
+        };
+        let asked =
+            |i: usize| memchr::memmem::find(&seen.lock().unwrap()[i], b"include_usage").is_some();
+        send(MeterLayer::new(()), "/openai/chat/completions").await;
+        send(MeterLayer::new(()), "/groq/chat/completions").await;
+        // Old Azure API versions and custom servers may refuse the field.
+        send(MeterLayer::new(()), "/azure-openai/r/d/chat/completions").await;
+        send(MeterLayer::new(()), "/mistral/v1/chat/completions").await;
+        assert_eq!(
+            (asked(0), asked(1), asked(2), asked(3)),
+            (true, true, false, false)
+        );
+        // Configurable.
+        let layer = MeterLayer::new(()).with_stream_usage_providers(["azure-openai"]);
+        send(layer.clone(), "/azure-openai/r/d/chat/completions").await;
+        send(layer, "/openai/chat/completions").await;
+        assert_eq!((asked(4), asked(5)), (true, false));
+    }
+
+    #[tokio::test]
+    async fn a_future_dropped_before_the_response_head_is_recorded_cancelled() {
+        let (records, layer) = recording();
+        let upstream = tower::service_fn(|_req: Request<Body>| {
+            std::future::pending::<
+                Result<Response<http_body_util::Full<Bytes>>, std::convert::Infallible>,
+            >()
+        });
+        let mut svc = layer.layer(upstream);
+        let req = Request::post("/openai/chat/completions")
+            .header("aigw-request-id", "r-1")
+            .body(Body::from(r#"{"model":"gpt-4o-mini"}"#))
+            .unwrap();
+        let mut fut = Box::pin(svc.call(req));
+        let waker = std::task::Waker::noop();
+        assert!(
+            fut.as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_pending()
+        );
+        assert!(records.lock().unwrap().is_empty());
+        drop(fut);
+        let records = records.lock().unwrap();
+        assert_eq!(records.len(), 1, "{records:?}");
+        let r = &records[0];
+        assert_eq!(r.outcome, crate::Outcome::Cancelled);
+        assert_eq!(r.status, None);
+        assert_eq!(r.usage, None);
+        assert_eq!(r.model.as_deref(), Some("gpt-4o-mini"));
+        assert_eq!(r.request_id.as_deref(), Some("r-1"));
+    }
+
+    #[tokio::test]
+    async fn a_future_dropped_while_reading_the_body_is_recorded_cancelled() {
+        let (records, layer) = recording();
+        let mut svc = layer.layer(json_upstream());
+        // A streaming body that never ends: the meter is still reading it.
+        let (_tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        struct Never(tokio::sync::mpsc::Receiver<Bytes>);
+        impl http_body::Body for Never {
+            type Data = Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+                self.0
+                    .poll_recv(cx)
+                    .map(|c| c.map(|b| Ok(http_body::Frame::data(b))))
+            }
+        }
+        let req = Request::post("/openai/chat/completions")
+            .body(Never(rx))
+            .unwrap();
+        let mut fut = Box::pin(svc.call(req));
+        let waker = std::task::Waker::noop();
+        assert!(
+            fut.as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_pending()
+        );
+        drop(fut);
+        let records = records.lock().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].outcome, crate::Outcome::Cancelled);
+        assert_eq!(records[0].status, None);
     }
 
     #[test]

@@ -400,6 +400,12 @@ impl Recorder for SqliteLog {
     }
 }
 
+/// A count as SQLite stores it: an `i64`, so past `i64::MAX` it is `i64::MAX`, never a
+/// negative wrapped value.
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn opt_u64(r: &rusqlite::Row<'_>, i: usize) -> Result<Option<u64>, rusqlite::Error> {
     Ok(r.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
 }
@@ -463,11 +469,11 @@ fn insert(conn: &mut Connection, batch: &[Box<Row>]) -> Result<(), rusqlite::Err
                 r.status,
                 r.outcome,
                 r.error_origin,
-                u.map(|u| u.input_tokens as i64),
-                u.map(|u| u.output_tokens as i64),
-                u.map(|u| u.cached_input_tokens as i64),
-                u.map(|u| u.cache_write_tokens as i64),
-                u.map(|u| u.reasoning_tokens as i64),
+                u.map(|u| clamp(u.input_tokens)),
+                u.map(|u| clamp(u.output_tokens)),
+                u.map(|u| clamp(u.cached_input_tokens)),
+                u.map(|u| clamp(u.cache_write_tokens)),
+                u.map(|u| clamp(u.reasoning_tokens)),
                 r.usage_source,
                 r.cost_usd,
                 r.cache_status,
@@ -554,6 +560,28 @@ mod tests {
         let recent = log.usage(Some(2_000_000)).unwrap();
         assert_eq!(recent.totals.requests, 2);
         assert_eq!(log.dropped(), 0);
+    }
+
+    #[test]
+    fn huge_token_counts_are_clamped_not_wrapped() {
+        let log = SqliteLog::open(":memory:").unwrap();
+        let mut r = record("a", SystemTime::now(), None);
+        r.usage = Some(Usage {
+            input_tokens: u64::MAX,
+            output_tokens: i64::MAX as u64 + 1,
+            reasoning_tokens: 7,
+            ..Usage::default()
+        });
+        log.record(&r);
+        log.flush();
+        let row = &log.query(&LogQuery::default()).unwrap()[0];
+        assert_eq!(row.input_tokens, Some(i64::MAX as u64));
+        assert_eq!(row.output_tokens, Some(i64::MAX as u64));
+        assert_eq!(row.reasoning_tokens, Some(7));
+        assert_eq!(
+            log.usage(None).unwrap().totals.input_tokens,
+            i64::MAX as u64
+        );
     }
 
     #[test]

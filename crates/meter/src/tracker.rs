@@ -15,6 +15,8 @@ use crate::record::{ErrorOrigin, Outcome, Record, Recorder};
 
 /// What the meter learnt from the request.
 pub(crate) struct Ctx<R> {
+    /// The provider as recorded (see `Shared::provider_label`).
+    pub(crate) label: Arc<str>,
     pub(crate) shared: Arc<Shared<R>>,
     pub(crate) start: Instant,
     pub(crate) started_at: SystemTime,
@@ -128,7 +130,7 @@ impl<R: Recorder> Observer for Tracker<R> {
             duration: ctx.start.elapsed(),
             ttft,
             gateway: ctx.shared.gateway.clone(),
-            provider: llm.provider.clone(),
+            provider: ctx.label.clone(),
             model: llm.model.clone(),
             operation: llm.operation,
             stream: llm.stream,

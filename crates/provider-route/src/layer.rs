@@ -53,14 +53,22 @@ impl ProviderRouteLayer {
     }
 
     /// Has the gateway hold `key` for `provider`: the client's credentials are removed
-    /// and this key is sent in the provider's own header. Fails for an unknown provider
-    /// or a key that cannot be a header value.
+    /// and this key is sent in the provider's own header. Fails for an unknown provider,
+    /// a key that cannot be a header value, and a provider whose requests name their
+    /// `{resource}` (Azure OpenAI) without an allowlist of resources
+    /// ([`Provider::with_allowed_resources`](tower_ai_core::Provider::with_allowed_resources)):
+    /// a client could otherwise have the gateway's key sent to a host of its choosing.
     pub fn with_key(mut self, provider: &str, key: &str) -> Result<Self, InvalidProvider> {
         let shared = self.shared_mut();
         let p = shared
             .providers
             .get(provider)
             .ok_or_else(|| InvalidProvider::new(format!("unknown provider `{provider}`")))?;
+        if p.resource_segment() && p.allowed_resources().is_none() {
+            return Err(InvalidProvider::new(format!(
+                "a key for `{provider}` needs the list of resources it may be sent to (resources = [...])"
+            )));
+        }
         let value = p.auth().header_value(key)?;
         let name = p.name_arc().clone();
         shared.keys.insert(name, value);

@@ -18,10 +18,18 @@
 //! - Hop-by-hop headers are dropped both ways, as a proxy must; so are the gateway's own
 //!   `aigw-` / `cf-aig-` headers, and `accept-encoding` (so that layers can read the
 //!   response: compress towards the client with tower-http if you want).
-//! - A [`ResolvedRoute`](tower_ai_core::ResolvedRoute) goes into the request extensions.
+//! - Into the request extensions go a [`ResolvedRoute`](tower_ai_core::ResolvedRoute),
+//!   the caller's [`CallerId`](tower_ai_core::CallerId) (computed before credentials are
+//!   removed or replaced), and the `aigw-` headers it removed as
+//!   [`GatewayHeaders`](tower_ai_core::GatewayHeaders), so that layers below it (a meter,
+//!   a rate limiter) still see `aigw-metadata`, `aigw-request-id` and who is calling.
+//! - Azure OpenAI: when the gateway holds its key, the provider must list the resources
+//!   requests may name ([`Provider::with_allowed_resources`](tower_ai_core::Provider::with_allowed_resources));
+//!   another resource is answered `400`, so the key never goes to a host a client chose.
 //!
-//! A path that names no known provider, or that tries to climb out of the base URL with
-//! `..`, is answered `400` with the JSON error body and never reaches the inner service.
+//! A path that names no known provider, or that tries to climb out of the base URL (a
+//! segment that decodes to `.` or `..`, an encoded `/` or `\`, an empty segment), is
+//! answered `400` with the JSON error body and never reaches the inner service.
 //! The request body is never read: it streams through as it came.
 //!
 //! [client]: https://docs.rs/tower-ai-client

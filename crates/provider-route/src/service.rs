@@ -3,7 +3,9 @@ use std::task::{Context, Poll};
 
 use http::header::{ACCEPT_ENCODING, HOST};
 use http::{Request, Response, Version};
-use tower_ai_core::{AuthStyle, ErrorResponse, ProviderPath, ResolvedRoute, headers};
+use tower_ai_core::{
+    AuthStyle, CallerId, ErrorResponse, GatewayHeaders, ProviderPath, ResolvedRoute, headers,
+};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
@@ -51,9 +53,14 @@ impl<S> ProviderRoute<S> {
             gateway_key: shared.keys.contains_key(provider.name()),
         };
 
+        // Who is calling, before credentials are removed or replaced.
+        let caller = match req.extensions().get::<CallerId>() {
+            Some(_) => None,
+            None => CallerId::from_headers(req.headers()),
+        };
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
-        headers::strip_all(h);
+        let taken = headers::take_all(h);
         h.remove(HOST);
         h.remove(ACCEPT_ENCODING);
         if let Some(key) = shared.keys.get(provider.name()) {
@@ -85,7 +92,20 @@ impl<S> ProviderRoute<S> {
         // The upstream connection's version is negotiated by the client (ALPN); a
         // request that came in over HTTP/2 must not demand it upstream.
         *req.version_mut() = Version::HTTP_11;
-        req.extensions_mut().insert(route);
+        let ext = req.extensions_mut();
+        ext.insert(route);
+        if let Some(caller) = caller {
+            ext.insert(caller);
+        }
+        if !taken.is_empty() {
+            // For the layers below: `aigw-metadata`, `aigw-request-id`, ...
+            match ext.get_mut::<GatewayHeaders>() {
+                Some(GatewayHeaders(mine)) => mine.extend(taken),
+                None => {
+                    ext.insert(GatewayHeaders(taken));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -195,7 +215,15 @@ mod tests {
 
     #[tokio::test]
     async fn injects_gateway_key_in_the_providers_header() {
-        let layer = ProviderRouteLayer::new(Providers::builtin())
+        let mut providers = Providers::builtin();
+        let azure = providers
+            .get("azure-openai")
+            .unwrap()
+            .clone()
+            .with_allowed_resources(["r"])
+            .unwrap();
+        providers.insert(azure);
+        let layer = ProviderRouteLayer::new(providers)
             .with_key("anthropic", "sk-ant-gw")
             .unwrap()
             .with_key("azure-openai", "az-gw")
@@ -236,6 +264,91 @@ mod tests {
                     .gateway_key
             );
         }
+    }
+
+    #[tokio::test]
+    async fn gateway_headers_and_the_caller_reach_the_layers_below() {
+        let layer = ProviderRouteLayer::new(Providers::builtin())
+            .with_key("openai", "sk-gw")
+            .unwrap();
+        let req = Request::post("/openai/chat/completions")
+            .header("authorization", "Bearer sk-client")
+            .header("aigw-request-id", "req-7")
+            .header("cf-aig-metadata", r#"{"team":"a"}"#)
+            .body(String::new())
+            .unwrap();
+        let (seen, _) = through(layer.clone(), req).await;
+        let seen = seen.unwrap();
+        assert!(!seen.headers().contains_key("aigw-request-id"));
+        let ext = seen.extensions();
+        assert_eq!(
+            headers::REQUEST_ID.get_in(seen.headers(), ext).unwrap(),
+            "req-7"
+        );
+        assert_eq!(
+            headers::METADATA.get_in(seen.headers(), ext).unwrap(),
+            r#"{"team":"a"}"#
+        );
+        // The client's key, not the gateway's that replaced it.
+        let caller = ext.get::<CallerId>().unwrap();
+        assert_eq!(&*caller.0, tower_ai_core::key_id("sk-client"));
+
+        // The gateway's own token names the caller when there is one.
+        let req = Request::post("/openai/chat/completions")
+            .header("aigw-authorization", "Bearer gw-token")
+            .body(String::new())
+            .unwrap();
+        let (seen, _) = through(layer.clone(), req).await;
+        let seen = seen.unwrap();
+        let ext = seen.extensions();
+        assert_eq!(
+            &*ext.get::<CallerId>().unwrap().0,
+            tower_ai_core::key_id("gw-token")
+        );
+        assert!(ext.get::<GatewayHeaders>().unwrap().0["aigw-authorization"].is_sensitive());
+
+        // Nothing to leave: no extension.
+        let req = Request::post("/openai/chat/completions")
+            .body(String::new())
+            .unwrap();
+        let (seen, _) = through(layer, req).await;
+        let seen = seen.unwrap();
+        assert!(seen.extensions().get::<GatewayHeaders>().is_none());
+        assert!(seen.extensions().get::<CallerId>().is_none());
+    }
+
+    #[tokio::test]
+    async fn azure_resource_outside_the_allowlist_is_a_400() {
+        let mut providers = Providers::builtin();
+        let azure = providers
+            .get("azure-openai")
+            .unwrap()
+            .clone()
+            .with_allowed_resources(["myres"])
+            .unwrap();
+        providers.insert(azure);
+        let layer = ProviderRouteLayer::new(providers)
+            .with_key("azure-openai", "az-gw")
+            .unwrap();
+        let req = Request::post("/azure-openai/myres/dep/chat/completions")
+            .body(String::new())
+            .unwrap();
+        let (seen, _) = through(layer.clone(), req).await;
+        assert_eq!(seen.unwrap().headers()["api-key"], "az-gw");
+        let req = Request::post("/azure-openai/attacker/dep/chat/completions")
+            .body(String::new())
+            .unwrap();
+        let (seen, res) = through(layer, req).await;
+        assert!(seen.is_none(), "the gateway's key never left");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn an_azure_key_needs_an_allowlist_of_resources() {
+        let err = ProviderRouteLayer::new(Providers::builtin())
+            .with_key("azure-openai", "az-gw")
+            .unwrap_err();
+        assert!(err.to_string().contains("resources"), "{err}");
     }
 
     #[tokio::test]

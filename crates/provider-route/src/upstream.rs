@@ -12,15 +12,7 @@ pub(crate) fn upstream_uri(
     account_id: Option<&str>,
 ) -> Result<Uri, &'static str> {
     let mut rest = split.rest;
-    if rest
-        .split('/')
-        .any(|seg| seg == ".." || seg == "." || seg.eq_ignore_ascii_case("%2e%2e"))
-        || rest.contains('\\')
-        || rest.contains("%2f")
-        || rest.contains("%2F")
-    {
-        return Err("path must not contain `.`, `..` or encoded `/` segments");
-    }
+    check_segments(rest)?;
     let base = provider.base_url();
 
     let mut resource = None;
@@ -38,6 +30,9 @@ pub(crate) fn upstream_uri(
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err("invalid resource name");
+        }
+        if !provider.allows_resource(seg) {
+            return Err("this resource is not served by the gateway");
         }
         resource = Some(seg);
         rest = after;
@@ -90,6 +85,77 @@ pub(crate) fn upstream_uri(
         .path_and_query(pq)
         .build()
         .map_err(|_| "invalid path")
+}
+
+/// Refuses a path that could climb out of the base URL once some server decodes it:
+/// a segment that percent-decodes to `.` or `..`, or to anything holding `/` or `\`, and
+/// empty segments (`//`). A trailing `/` is kept.
+fn check_segments(rest: &str) -> Result<(), &'static str> {
+    const BAD: &str = "path must not contain `.`, `..`, empty or encoded `/` or `\\` segments";
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Ok(());
+    }
+    for seg in rest.split('/') {
+        if seg.is_empty() {
+            return Err(BAD);
+        }
+        // Decoding can only shorten a segment: one over two bytes that holds no `%`
+        // (nor a backslash) cannot be a dot segment or hide a separator.
+        if !seg.contains('%') && !seg.contains('\\') && seg.len() > 2 {
+            continue;
+        }
+        let mut decoded = [0u8; 3];
+        let mut len = 0;
+        let bytes = seg.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = match bytes[i] {
+                b'%' => {
+                    let hex = match bytes.get(i + 1..i + 3) {
+                        Some(&[h, l]) => hex_digit(h).zip(hex_digit(l)).map(|(h, l)| h << 4 | l),
+                        _ => None,
+                    };
+                    match hex {
+                        Some(b) => {
+                            i += 3;
+                            b
+                        }
+                        // A stray `%`: kept as it is, as servers do.
+                        None => {
+                            i += 1;
+                            b'%'
+                        }
+                    }
+                }
+                b => {
+                    i += 1;
+                    b
+                }
+            };
+            if b == b'/' || b == b'\\' {
+                return Err(BAD);
+            }
+            if len < decoded.len() {
+                decoded[len] = b;
+            }
+            len += 1;
+        }
+        let dots = match len {
+            1 => decoded[0] == b'.',
+            2 => decoded[..2] == *b"..",
+            _ => false,
+        };
+        if dots {
+            return Err(BAD);
+        }
+    }
+    Ok(())
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -208,6 +274,26 @@ mod tests {
     }
 
     #[test]
+    fn azure_resources_can_be_restricted() {
+        let mut p = Providers::builtin();
+        let azure = p
+            .get("azure-openai")
+            .unwrap()
+            .clone()
+            .with_allowed_resources(["myres"])
+            .unwrap();
+        p.insert(azure);
+        assert_eq!(
+            route(&p, "/azure-openai/myres/dep/chat/completions", None).unwrap(),
+            "https://myres.openai.azure.com/openai/deployments/dep/chat/completions"
+        );
+        assert!(matches!(
+            route(&p, "/azure-openai/attacker/dep/chat/completions", None),
+            Err(RouteError::BadPath(_))
+        ));
+    }
+
+    #[test]
     fn bad_paths() {
         let p = Providers::builtin();
         for bad in [
@@ -215,6 +301,18 @@ mod tests {
             "/openai/chat/../../x",
             "/openai/%2e%2e/x",
             "/openai/a%2Fb",
+            "/openai/.%2e/x",
+            "/openai/%2e./x",
+            "/openai/%2E%2E/x",
+            "/openai/%2e/x",
+            "/openai/chat/.",
+            "/openai/chat/%2E%2e",
+            "/openai/a%5cb",
+            "/openai/a%5C..%5Cb",
+            "/openai/a\\b",
+            "/openai//admin",
+            "/openai/chat//completions",
+            "/openai/%2fadmin",
             "/azure-openai//dep/chat/completions",
             "/azure-openai/evil.com:80/dep",
             "/v1/a.b/g/workers-ai/@cf/x",
@@ -223,6 +321,17 @@ mod tests {
                 matches!(route(&p, bad, None), Err(RouteError::BadPath(_))),
                 "{bad}"
             );
+        }
+        // Dots and percents that are not dot segments are fine, and so is a trailing `/`.
+        for good in [
+            "/openai/v1.2/chat",
+            "/openai/...",
+            "/openai/a%20b",
+            "/openai/%2e%2e%2e",
+            "/openai/models/",
+            "/openai/100%",
+        ] {
+            assert!(route(&p, good, None).is_ok(), "{good}");
         }
         assert_eq!(route(&p, "/nope/x", None), Err(RouteError::UnknownProvider));
         assert_eq!(route(&p, "/", None), Err(RouteError::NoProvider));

@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::Router;
 use axum::body::Body as AxumBody;
+use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -15,7 +18,7 @@ use http::{HeaderValue, Request};
 use http_body_util::{LengthLimitError, Limited};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_ai_client::{Client, ConnectError, TimeoutError};
-use tower_ai_core::{Body, BoxError, ErrorResponse, headers};
+use tower_ai_core::{Body, BoxError, ClientAddr, ErrorResponse, headers};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -33,8 +36,15 @@ use crate::metering::Metering;
 /// Around it: a request id (`aigw-request-id`, kept when the client sent one, echoed on
 /// the response), tracing spans and access logs that never carry headers or queries, and
 /// the body size limit (413).
-pub fn router(config: &Config) -> Result<Router, ConfigError> {
+pub async fn router(config: &Config) -> Result<Router, ConfigError> {
     let meter = Metering::new(config)?;
+    let ratelimit = config
+        .ratelimit
+        .layer()
+        .await?
+        .with_providers(config.providers()?)
+        .with_prices(config.prices()?)
+        .with_max_body_bytes(config.server.max_body_bytes);
     let (connect, timeout) = config.upstream_timeouts();
     let client = Client::builder()
         .connect_timeout(Some(connect))
@@ -48,7 +58,9 @@ pub fn router(config: &Config) -> Result<Router, ConfigError> {
     let route = config.route_layer()?;
     let limit = config.server.max_body_bytes;
     // The meter changes the response body type, so the two stacks are two types: each
-    // becomes the router's fallback in its own branch.
+    // becomes the router's fallback in its own branch. The meter is outermost so that it
+    // records the gateway's own refusals (a 429) too; the rate limiter reads usage below
+    // it and leaves it in the usage slot, so a response is parsed once.
     let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(meter.admin_routes());
@@ -56,12 +68,16 @@ pub fn router(config: &Config) -> Result<Router, ConfigError> {
         Some(meter) => app.fallback_service(proxy_service(
             ServiceBuilder::new()
                 .layer(meter)
+                .layer(ratelimit)
                 .layer(route)
                 .service(client),
             limit,
         )),
         None => app.fallback_service(proxy_service(
-            ServiceBuilder::new().layer(route).service(client),
+            ServiceBuilder::new()
+                .layer(ratelimit)
+                .layer(route)
+                .service(client),
             limit,
         )),
     };
@@ -128,7 +144,11 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return ErrorResponse::payload_too_large(limit).into_response();
     }
-    let req = req.map(|b| Body::new(Limited::new(b, limit)));
+    let mut req = req.map(|b| Body::new(Limited::new(b, limit)));
+    // The client's address, for limits keyed on it, as a type layers know.
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        req.extensions_mut().insert(ClientAddr(addr));
+    }
     match stack.oneshot(req).await {
         Ok(res) => res.map(AxumBody::new),
         Err(err) => {

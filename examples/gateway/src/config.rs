@@ -29,6 +29,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Metering: usage, cost, the request log and `/metrics`.
     pub meter: MeterConfig,
+    /// Rate limits: requests, tokens, spend and concurrency per key.
+    pub ratelimit: crate::ratelimit::RateLimitConfig,
     /// Prices that override or extend the shipped table: `[prices.PROVIDER."MODEL"]`
     /// with `input`, `output`, `cached_input`, `cache_write` (USD per million tokens).
     pub prices: toml::Table,
@@ -43,6 +45,7 @@ impl Default for Config {
             providers: BTreeMap::new(),
             log: LogConfig::default(),
             meter: MeterConfig::default(),
+            ratelimit: crate::ratelimit::RateLimitConfig::default(),
             prices: toml::Table::new(),
         }
     }
@@ -138,8 +141,12 @@ pub struct ProviderConfig {
     /// Auth style of a custom provider: `bearer` (default), `x-api-key`, `api-key`,
     /// `x-goog-api-key`.
     pub auth: Option<String>,
-    /// Workers AI: the Cloudflare account id, when the path does not carry one.
+    /// Workers AI only: the Cloudflare account id, when the path does not carry one.
     pub account_id: Option<String>,
+    /// Azure OpenAI (a provider whose first path segment names the resource): the
+    /// resources requests may name. Required when the gateway holds the key, so that a
+    /// client cannot have it sent to a resource of its choosing.
+    pub resources: Option<Vec<String>>,
     /// Extra headers sent upstream when the client did not send them.
     pub headers: BTreeMap<String, String>,
 }
@@ -208,13 +215,46 @@ impl From<InvalidProvider> for ConfigError {
     }
 }
 
+/// A TOML error without the source line `toml` quotes with it: that line can hold a
+/// secret (`apikey = "sk-..."`, a typo'd key the schema refuses). The message and where.
+fn toml_error(e: &toml::de::Error, text: &str) -> ConfigError {
+    // serde quotes a value of the wrong type in the message too (`invalid type: string
+    // "sk-..."`): what is between double quotes goes.
+    let mut message = String::with_capacity(e.message().len());
+    for (i, part) in e.message().trim_end().split('"').enumerate() {
+        if i % 2 == 0 {
+            message.push_str(part);
+        } else {
+            message.push_str("\"…\"");
+        }
+    }
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1;
+            ConfigError(format!("line {line}, column {column}: {message}"))
+        }
+        None => ConfigError(message),
+    }
+}
+
 impl Config {
-    /// Parses a TOML document.
+    /// Parses a TOML document. Errors say what and where, never quoting the text (it
+    /// may hold keys).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let config: Self = toml::from_str(text).map_err(|e| toml_error(&e, text))?;
         // Fail now, not on the first request.
         config.route_layer()?;
         config.prices()?;
+        config.ratelimit.parsed_limits()?;
         Ok(config)
     }
 
@@ -272,6 +312,32 @@ impl Config {
                 }
                 p = q;
             }
+            if let Some(resources) = &pc.resources {
+                if !p.resource_segment() {
+                    return Err(ConfigError(format!(
+                        "providers.{name}.resources: only for a provider whose paths name a resource (azure-openai)"
+                    )));
+                }
+                p = p
+                    .with_allowed_resources(resources)
+                    .map_err(|e| ConfigError(format!("providers.{name}.resources: {e}")))?;
+            }
+            if let Some(account) = &pc.account_id {
+                if name != "workers-ai" {
+                    return Err(ConfigError(format!(
+                        "providers.{name}.account_id: only [providers.workers-ai] takes an account id"
+                    )));
+                }
+                if account.is_empty()
+                    || !account
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(ConfigError(format!(
+                        "providers.{name}.account_id: must be letters, digits, `-` or `_`"
+                    )));
+                }
+            }
             for (h, v) in &pc.headers {
                 let h = HeaderName::try_from(h.as_str()).map_err(|_| {
                     ConfigError(format!("providers.{name}.headers: bad name `{h}`"))
@@ -322,6 +388,7 @@ impl Config {
                     .with_key(name, &key)
                     .map_err(|e| ConfigError(format!("providers.{name}.api_key: {e}")))?;
             }
+            // `providers()` checked it is only in [providers.workers-ai].
             if let Some(account) = &pc.account_id {
                 layer = layer.with_account_id(account.clone());
             }
@@ -377,6 +444,55 @@ mod tests {
     }
 
     #[test]
+    fn syntax_errors_never_quote_the_text() {
+        for (toml, want) in [
+            // A typo'd key: refused by the schema, with its secret on the line.
+            (
+                "[providers.openai]\napikey = \"sk-live-SECRET\"\n",
+                "line 2, column 1: unknown field `apikey`",
+            ),
+            // Not TOML at all: an unquoted secret.
+            (
+                "[providers.openai]\napi_key = sk-live-SECRET\n",
+                "line 2, column 11",
+            ),
+            // A secret where another type belongs: serde quotes the value.
+            (
+                "[providers.openai]\nheaders = \"sk-live-SECRET\"\n",
+                "line 2, column 11: invalid type",
+            ),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(!err.contains("SECRET"), "{err}");
+            assert!(!err.contains("sk-live"), "{err}");
+            assert!(err.contains(want), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn azure_resources_and_the_workers_ai_account() {
+        let c = Config::from_toml(
+            "[providers.azure-openai]\napi_key = \"az-key\"\nresources = [\"myres\", \"other\"]\n[providers.workers-ai]\naccount_id = \"acc_1-2\"",
+        )
+        .unwrap();
+        let p = c.providers().unwrap();
+        let azure = p.get("azure-openai").unwrap();
+        assert!(azure.allows_resource("myres") && !azure.allows_resource("evil"));
+        // With a custom auth the provider is rebuilt: the allowlist stays.
+        let c = Config::from_toml(
+            "[providers.azure-openai]\nauth = \"bearer\"\nresources = [\"myres\"]",
+        )
+        .unwrap();
+        assert!(
+            !c.providers()
+                .unwrap()
+                .get("azure-openai")
+                .unwrap()
+                .allows_resource("evil")
+        );
+    }
+
+    #[test]
     fn errors_are_clear() {
         for (toml, want) in [
             ("[providers.custom]\n", "needs a base_url"),
@@ -397,7 +513,27 @@ mod tests {
                 "not both",
             ),
             ("bogus = 1", "unknown field"),
-            ("[server]\nmax_body_bytes = \"lots\"", "invalid type"),
+            (
+                "[providers.azure-openai]\napi_key = \"az-key\"",
+                "resources",
+            ),
+            (
+                "[providers.openai]\nresources = [\"r\"]",
+                "only for a provider whose paths name a resource",
+            ),
+            (
+                "[providers.azure-openai]\nresources = [\"evil.com:80\"]",
+                "resource name",
+            ),
+            (
+                "[providers.openai]\naccount_id = \"acc\"",
+                "only [providers.workers-ai]",
+            ),
+            (
+                "[providers.workers-ai]\naccount_id = \"acc/../x\"",
+                "must be letters, digits",
+            ),
+            ("[server]\nmax_body_bytes = \"lots\"", "line 2"),
         ] {
             let err = Config::from_toml(toml).unwrap_err().to_string();
             assert!(err.contains(want), "{toml}: {err}");

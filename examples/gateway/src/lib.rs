@@ -27,6 +27,7 @@
 mod app;
 pub mod config;
 mod metering;
+pub mod ratelimit;
 mod serve;
 
 pub use app::router;

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), tower_ai_gateway::BoxError> {
-    let app = router(&config)?;
+    let app = router(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

@@ -84,7 +84,7 @@ pub struct RunningGateway {
 impl RunningGateway {
     /// Starts a gateway from `config` on `config.listen` (use port 0 for an ephemeral one).
     pub async fn start(config: Config) -> Result<Self, crate::BoxError> {
-        let router = crate::router(&config)?;
+        let router = crate::router(&config).await?;
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();

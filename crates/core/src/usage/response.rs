@@ -2,12 +2,15 @@
 
 use bytes::Bytes;
 
-use super::estimate::estimate_tokens;
+use super::estimate::{by_length, estimate_tokens};
 use super::{StreamUsage, Usage, prompt_text, usage_from_json};
 use crate::{Operation, SseParser, StreamEnd, UsageSlot, WireFormat};
 
 /// JSON bodies larger than this are passed on but not parsed for usage.
 const MAX_JSON: usize = 16 * 1024 * 1024;
+/// A JSON answer without usage is parsed for its text (into a `serde_json::Value`) only
+/// up to this size (1 MiB); a larger one is estimated from its length.
+const MAX_ANSWER_PARSE: usize = 1024 * 1024;
 
 /// Where a response's usage comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -183,6 +186,16 @@ impl ResponseUsage {
                 let body = concat(chunks, len);
                 let (u, source) = match usage_from_json(self.format, self.operation, &body) {
                     Some(u) => (Some(u), UsageSource::Reported),
+                    // A big answer without usage: not worth a JSON tree of it, about
+                    // one token per four bytes of the whole body.
+                    None if self.ok && body.len() > MAX_ANSWER_PARSE => (
+                        Some(Usage {
+                            input_tokens: estimate_input(),
+                            output_tokens: by_length(body.len()),
+                            ..Usage::default()
+                        }),
+                        UsageSource::Estimated,
+                    ),
                     None if self.ok => match answer_text(&body) {
                         // An answer without usage: count it ourselves.
                         Some(text) => (
@@ -317,6 +330,48 @@ mod tests {
         assert_eq!(f.source, UsageSource::Reported);
         assert_eq!(f.usage.unwrap().output_tokens, 4);
         assert_eq!(slot.get(), Some(f));
+    }
+
+    #[test]
+    fn a_big_answer_without_usage_is_estimated_from_its_length() {
+        let text = "word ".repeat(MAX_ANSWER_PARSE / 5 + 10);
+        let body = serde_json::json!({"choices":[{"message":{"content":text}}]}).to_string();
+        assert!(body.len() > MAX_ANSWER_PARSE);
+        let mut r = ResponseUsage::new(
+            WireFormat::OpenAi,
+            Operation::ChatCompletions,
+            Bytes::from_static(br#"{"messages":[{"role":"user","content":"hi"}]}"#),
+            200,
+            "application/json",
+            UsageSlot::new(),
+        );
+        // Fed in pieces, as frames come.
+        let body = Bytes::from(body);
+        for piece in body.chunks(64 * 1024) {
+            r.on_data(&body.slice_ref(piece));
+        }
+        let f = r.finish(StreamEnd::Complete);
+        assert_eq!(f.source, UsageSource::Estimated);
+        // bytes/4 of the whole body, not the tokens of the text (one per `word `).
+        assert_eq!(
+            f.usage.unwrap().output_tokens,
+            body.len().div_ceil(4) as u64
+        );
+
+        // Under the bound the text is still tokenized.
+        let mut r = ResponseUsage::new(
+            WireFormat::OpenAi,
+            Operation::ChatCompletions,
+            Bytes::from_static(br#"{"messages":[{"role":"user","content":"hi"}]}"#),
+            200,
+            "application/json",
+            UsageSlot::new(),
+        );
+        r.on_data(&Bytes::from_static(
+            br#"{"choices":[{"message":{"content":"one two three"}}]}"#,
+        ));
+        let u = r.finish(StreamEnd::Complete).usage.unwrap();
+        assert!((3..=4).contains(&u.output_tokens), "{u:?}");
     }
 
     #[test]

@@ -1,0 +1,649 @@
+//! Single flight: one upstream request per key at a time, its response shared with every
+//! identical request that arrives meanwhile, and captured for the store.
+//!
+//! A [`Flight`] holds the upstream body itself. Whoever reads the response (the request
+//! that went upstream, the *leader*, or one that joined it, a *follower*) and has caught
+//! up with what arrived so far polls the upstream body for the next frame, appends it to
+//! the flight's frames and wakes the others. So the leader's client hanging up does not
+//! cut the followers' streams, nothing is spawned, and frames reach every reader the
+//! moment they arrive. A follower that joins late replays the frames from the start.
+//!
+//! The frames double as the capture for the store: when the upstream body ends complete
+//! (for SSE: with its protocol's terminal event) they become an [`Entry`]. A response
+//! that grows past the entry bound is no longer captured, no longer joinable, and its
+//! frames are dropped as soon as its last reader has read them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+use http_body::{Body as _, Frame};
+use http_body_util::combinators::UnsyncBoxBody;
+use tower_ai_core::{BoxError, Operation, SseParser, StreamUsage, WireFormat, usage_from_json};
+
+use crate::body::StreamError;
+use crate::key::CacheKey;
+use crate::store::{CacheStore, Entry};
+
+/// The upstream body, type-erased so that the table is not generic over it.
+pub(crate) type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// What every clone of a layer shares: the store and the flights in progress.
+pub(crate) struct CacheState {
+    pub(crate) store: Arc<dyn CacheStore>,
+    pub(crate) flights: Mutex<HashMap<CacheKey, Arc<Flight>>>,
+}
+
+impl CacheState {
+    pub(crate) fn new(store: Arc<dyn CacheStore>) -> Self {
+        Self {
+            store,
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The flight for `key`: an existing one to follow (`false`), or a new one this
+    /// request leads (`true`).
+    pub(crate) fn join(self: &Arc<Self>, key: CacheKey, plan: Plan) -> (Arc<Flight>, bool) {
+        let mut flights = lock(&self.flights);
+        if let Some(f) = flights.get(&key) {
+            return (f.clone(), false);
+        }
+        let flight = Flight::new(Arc::downgrade(self), key, plan, true);
+        flights.insert(key, flight.clone());
+        (flight, true)
+    }
+
+    fn unregister(&self, key: &CacheKey, flight: &Flight) {
+        let mut flights = lock(&self.flights);
+        if flights
+            .get(key)
+            .is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), flight))
+        {
+            flights.remove(key);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How to store what a flight captures.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    pub(crate) ttl: Duration,
+    pub(crate) max_entry: usize,
+    pub(crate) format: WireFormat,
+    pub(crate) operation: Operation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The leader has not had its response yet.
+    Waiting,
+    /// The response is streaming in.
+    Streaming,
+    /// It ended complete.
+    Done,
+    /// The leader failed, the stream failed or every reader went away.
+    Failed,
+}
+
+/// One upstream request and its response, shared. See the module docs.
+pub(crate) struct Flight {
+    cache: Weak<CacheState>,
+    key: CacheKey,
+    state: Mutex<State>,
+}
+
+struct State {
+    phase: Phase,
+    registered: bool,
+    plan: Plan,
+    status: StatusCode,
+    headers: HeaderMap,
+    frames: Vec<Bytes>,
+    /// The index of `frames[0]` in the whole response (frames before it were dropped).
+    base: usize,
+    len: usize,
+    /// Whether the response is still captured for the store.
+    keep: bool,
+    sse: Option<Box<(SseParser, StreamUsage)>>,
+    body: Option<UpstreamBody>,
+    readers: usize,
+    wakers: Vec<Waker>,
+    error: Option<Arc<str>>,
+}
+
+/// What a follower waiting for the head learns.
+pub(crate) enum Join {
+    /// The response: status, headers, and a reader from its first frame.
+    Joined(StatusCode, HeaderMap, FlightReader),
+    /// The leader failed (or the response can no longer be followed from its start):
+    /// try again, maybe as the next leader.
+    Retry,
+}
+
+impl Flight {
+    pub(crate) fn new(
+        cache: Weak<CacheState>,
+        key: CacheKey,
+        plan: Plan,
+        registered: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            cache,
+            key,
+            state: Mutex::new(State {
+                phase: Phase::Waiting,
+                registered,
+                plan,
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                frames: Vec::new(),
+                base: 0,
+                len: 0,
+                keep: true,
+                sse: None,
+                body: None,
+                readers: 0,
+                wakers: Vec::new(),
+                error: None,
+            }),
+        })
+    }
+
+    /// The leader's response arrived and may be cached: share it, capture it.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: UpstreamBody,
+        sse: bool,
+    ) -> FlightReader {
+        let mut st = lock(&self.state);
+        st.phase = Phase::Streaming;
+        st.status = status;
+        st.headers = headers.clone();
+        st.body = Some(body);
+        st.readers = 1;
+        if sse {
+            st.sse = Some(Box::new((
+                SseParser::new(),
+                StreamUsage::new(st.plan.format, st.plan.operation),
+            )));
+        }
+        st.wake_all();
+        drop(st);
+        FlightReader::new(self.clone())
+    }
+
+    /// The leader found the entry after all (stored by a flight that just ended):
+    /// followers replay it.
+    pub(crate) fn publish(&self, entry: &Entry) {
+        let mut st = lock(&self.state);
+        st.phase = Phase::Done;
+        st.status = entry.status;
+        st.headers = entry.headers.clone();
+        st.frames = vec![entry.body.clone()];
+        st.len = entry.body.len();
+        st.keep = false;
+        self.unregister(&mut st);
+        st.wake_all();
+    }
+
+    /// The leader failed, or its response is not one to share: waiters retry.
+    pub(crate) fn fail(&self, why: &str) {
+        let mut st = lock(&self.state);
+        self.fail_locked(&mut st, why);
+    }
+
+    fn fail_locked(&self, st: &mut State, why: &str) {
+        if matches!(st.phase, Phase::Done | Phase::Failed) {
+            return;
+        }
+        st.phase = Phase::Failed;
+        st.body = None;
+        st.sse = None;
+        st.error = Some(Arc::from(why));
+        self.unregister(st);
+        st.wake_all();
+    }
+
+    fn unregister(&self, st: &mut State) {
+        if std::mem::take(&mut st.registered)
+            && let Some(cache) = self.cache.upgrade()
+        {
+            cache.unregister(&self.key, self);
+        }
+    }
+
+    /// For a follower: the response head once the leader has it.
+    pub(crate) fn poll_join(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<Join> {
+        let mut st = lock(&self.state);
+        match st.phase {
+            Phase::Waiting => {
+                st.wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+            Phase::Streaming | Phase::Done if st.base == 0 => {
+                st.readers += 1;
+                let (status, headers) = (st.status, st.headers.clone());
+                drop(st);
+                Poll::Ready(Join::Joined(
+                    status,
+                    headers,
+                    FlightReader::new(self.clone()),
+                ))
+            }
+            _ => Poll::Ready(Join::Retry),
+        }
+    }
+
+    /// The leader's request went away before its response: waiters retry.
+    pub(crate) fn abandon(&self) {
+        let mut st = lock(&self.state);
+        if st.phase == Phase::Waiting {
+            self.fail_locked(&mut st, "the leading request was cancelled");
+        }
+    }
+}
+
+impl State {
+    fn wake_all(&mut self) {
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn end(&self) -> usize {
+        self.base + self.frames.len()
+    }
+
+    /// A new frame from upstream.
+    fn append(&mut self, flight: &Flight, data: Bytes) {
+        self.len += data.len();
+        if self.keep && self.len > self.plan.max_entry {
+            // Too large to store: stop capturing, let no one else join.
+            self.keep = false;
+            self.sse = None;
+            flight.unregister(self);
+        }
+        if let Some(sse) = self.sse.as_deref_mut() {
+            let (parser, usage) = sse;
+            parser.feed(&data, |e| usage.on_event(&e));
+        }
+        self.frames.push(data);
+    }
+
+    /// Drops the frames every reader has read, once the response is not kept.
+    fn trim(&mut self, pos: usize) {
+        if !self.keep && self.readers <= 1 && pos == self.end() && self.phase != Phase::Done {
+            self.base = pos;
+            self.frames.clear();
+        }
+    }
+
+    /// The upstream body ended complete: the entry to store, if it is one.
+    fn complete(&mut self) -> Option<Entry> {
+        self.phase = Phase::Done;
+        self.body = None;
+        if !self.keep {
+            return None;
+        }
+        let usage = match self.sse.take() {
+            Some(sse) => {
+                let (_, usage) = *sse;
+                if !usage.completed() {
+                    // Ended without the protocol's terminal event: cut short.
+                    return None;
+                }
+                usage.usage()
+            }
+            None => None,
+        };
+        let body = match self.frames.as_slice() {
+            [one] => one.clone(),
+            frames => {
+                let mut b = BytesMut::with_capacity(self.len);
+                for f in frames {
+                    b.extend_from_slice(f);
+                }
+                b.freeze()
+            }
+        };
+        let sse = self
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let usage = if sse {
+            usage
+        } else {
+            usage_from_json(self.plan.format, self.plan.operation, &body)
+        };
+        let mut headers = HeaderMap::new();
+        for name in Entry::KEPT_HEADERS {
+            for v in self.headers.get_all(&name) {
+                headers.append(name.clone(), v.clone());
+            }
+        }
+        Some(Entry {
+            status: self.status,
+            headers,
+            body,
+            usage,
+            stored_at: SystemTime::now(),
+            sse,
+        })
+    }
+}
+
+/// Reads a flight's response from its first frame, driving the upstream body when it
+/// has caught up with what arrived. See the module docs.
+pub(crate) struct FlightReader {
+    flight: Arc<Flight>,
+    pos: usize,
+    errored: bool,
+}
+
+impl FlightReader {
+    fn new(flight: Arc<Flight>) -> Self {
+        Self {
+            flight,
+            pos: 0,
+            errored: false,
+        }
+    }
+
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let flight = &*self.flight;
+        let mut st = lock(&flight.state);
+        let mut stored = None;
+        let polled = loop {
+            if self.pos < st.end() {
+                if self.pos < st.base {
+                    break Poll::Ready(Some(Err(StreamError::new("fell behind").into())));
+                }
+                let data = st.frames[self.pos - st.base].clone();
+                self.pos += 1;
+                st.trim(self.pos);
+                break Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            match st.phase {
+                Phase::Done => break Poll::Ready(None),
+                Phase::Failed => {
+                    if self.errored {
+                        break Poll::Ready(None);
+                    }
+                    self.errored = true;
+                    let why = st.error.clone().unwrap_or_else(|| Arc::from("failed"));
+                    break Poll::Ready(Some(Err(StreamError::new(why).into())));
+                }
+                Phase::Waiting | Phase::Streaming => {}
+            }
+            let Some(body) = st.body.as_mut() else {
+                st.wakers.push(cx.waker().clone());
+                break Poll::Pending;
+            };
+            let next = Pin::new(&mut *body).poll_frame(cx);
+            let ended = body.is_end_stream();
+            match next {
+                Poll::Pending => {
+                    // Whoever appends next wakes us, whichever reader polled upstream.
+                    st.wakers.push(cx.waker().clone());
+                    break Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        st.append(flight, data);
+                    }
+                    if ended {
+                        stored = Some(st.complete());
+                    }
+                    st.wake_all();
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let why = format!("the upstream response failed: {e}");
+                    flight.fail_locked(&mut st, &why);
+                }
+                Poll::Ready(None) => {
+                    stored = Some(st.complete());
+                    st.wake_all();
+                }
+            }
+        };
+        let plan = st.plan;
+        drop(st);
+        if let Some(entry) = stored {
+            self.flight.finish(entry, plan);
+        }
+        polled
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        let st = lock(&self.flight.state);
+        st.phase == Phase::Done && self.pos >= st.end()
+    }
+}
+
+impl Flight {
+    /// Stores the entry (if any), then lets the next identical request lead: the flight
+    /// stays joinable until the store has it, so no request slips between the two.
+    fn finish(self: &Arc<Self>, entry: Option<Entry>, plan: Plan) {
+        let Some(cache) = self.cache.upgrade() else {
+            return;
+        };
+        let Some(entry) = entry else {
+            let mut st = lock(&self.state);
+            self.unregister(&mut st);
+            return;
+        };
+        let flight = self.clone();
+        let key = self.key;
+        let mut put = Box::pin(async move {
+            cache.store.put(&key, entry, plan.ttl).await;
+            let mut st = lock(&flight.state);
+            flight.unregister(&mut st);
+        });
+        // An in-memory store is done at once; anything else finishes on its own task.
+        let mut cx = Context::from_waker(Waker::noop());
+        if put.as_mut().poll(&mut cx).is_pending() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(put);
+                }
+                Err(_) => {
+                    tracing::warn!("no tokio runtime to store a cache entry on: not stored");
+                    let mut st = lock(&self.state);
+                    self.unregister(&mut st);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FlightReader {
+    fn drop(&mut self) {
+        let flight = &*self.flight;
+        let mut st = lock(&flight.state);
+        st.readers = st.readers.saturating_sub(1);
+        if st.readers == 0 && st.phase == Phase::Streaming {
+            // Every client hung up: a response cut short is not stored.
+            flight.fail_locked(&mut st, "cancelled");
+        } else {
+            // If the upstream body had this reader's waker, another reader takes over.
+            st.wake_all();
+        }
+    }
+}
+
+/// The leader's hold on its flight until the response is in: dropped early (an error,
+/// a cancelled request), the waiters retry.
+pub(crate) struct Leader(Option<Arc<Flight>>);
+
+impl Leader {
+    pub(crate) fn new(flight: Arc<Flight>) -> Self {
+        Self(Some(flight))
+    }
+
+    pub(crate) fn flight(&self) -> &Arc<Flight> {
+        self.0.as_ref().expect("leader used after release")
+    }
+
+    pub(crate) fn release(mut self) -> Arc<Flight> {
+        self.0.take().expect("leader used after release")
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f.abandon();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::store::Lookup;
+
+    fn plan() -> Plan {
+        Plan {
+            ttl: Duration::from_secs(60),
+            max_entry: 1 << 20,
+            format: WireFormat::OpenAi,
+            operation: Operation::ChatCompletions,
+        }
+    }
+
+    fn sse_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "text/event-stream".parse().unwrap());
+        h
+    }
+
+    /// A body fed from a channel, to control when frames arrive.
+    struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Result<Frame<Bytes>, BoxError>>);
+
+    impl http_body::Body for ChannelBody {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0.poll_recv(cx)
+        }
+    }
+
+    fn channel() -> (
+        tokio::sync::mpsc::UnboundedSender<Result<Frame<Bytes>, BoxError>>,
+        UpstreamBody,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (tx, ChannelBody(rx).boxed_unsync())
+    }
+
+    #[tokio::test]
+    async fn followers_replay_from_the_start_and_the_entry_is_stored() {
+        let store = MemoryStore::new(1 << 20);
+        let cache = Arc::new(CacheState::new(Arc::new(store.clone())));
+        let key = CacheKey::from_bytes([7; 32]);
+        let (flight, lead) = cache.join(key, plan());
+        assert!(lead);
+        let (same, lead2) = cache.join(key, plan());
+        assert!(!lead2 && Arc::ptr_eq(&flight, &same));
+
+        let (tx, body) = channel();
+        let mut leader = flight.start(StatusCode::OK, &sse_headers(), body, true);
+        tx.send(Ok(Frame::data(Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+        ))))
+        .unwrap();
+        let first = std::future::poll_fn(|cx| leader.poll_frame(cx)).await;
+        assert!(first.unwrap().unwrap().is_data());
+
+        // A follower joining now starts from the first frame.
+        let Join::Joined(status, _, mut follower) =
+            std::future::poll_fn(|cx| same.poll_join(cx)).await
+        else {
+            panic!("expected to join")
+        };
+        assert_eq!(status, StatusCode::OK);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))))
+            .unwrap();
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(f) = std::future::poll_fn(|cx| follower.poll_frame(cx)).await {
+            got.extend_from_slice(&f.unwrap().into_data().unwrap());
+        }
+        assert!(got.starts_with(b"data: {") && got.ends_with(b"[DONE]\n\n"));
+        // The leader still gets the rest, then the end.
+        let second = std::future::poll_fn(|cx| leader.poll_frame(cx)).await;
+        assert!(second.unwrap().unwrap().is_data());
+        assert!(
+            std::future::poll_fn(|cx| leader.poll_frame(cx))
+                .await
+                .is_none()
+        );
+        assert!(matches!(store.lookup(&key), Lookup::Hit(e) if e.sse && e.body == got));
+        assert!(lock(&cache.flights).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cut_stream_or_every_reader_leaving_stores_nothing() {
+        let store = MemoryStore::new(1 << 20);
+        let cache = Arc::new(CacheState::new(Arc::new(store.clone())));
+        let key = CacheKey::from_bytes([8; 32]);
+        // Ends cleanly without [DONE]: cut short.
+        let (flight, _) = cache.join(key, plan());
+        let (tx, body) = channel();
+        let mut r = flight.start(StatusCode::OK, &sse_headers(), body, true);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"data: {}\n\n"))))
+            .unwrap();
+        drop(tx);
+        while std::future::poll_fn(|cx| r.poll_frame(cx)).await.is_some() {}
+        assert!(matches!(store.lookup(&key), Lookup::Miss));
+        assert!(lock(&cache.flights).is_empty());
+
+        // Every reader gone mid-stream: failed, unregistered, waiters retry.
+        let (flight, _) = cache.join(key, plan());
+        let (tx, body) = channel();
+        let r = flight.start(StatusCode::OK, &sse_headers(), body, true);
+        drop(r);
+        assert!(lock(&cache.flights).is_empty());
+        assert!(matches!(
+            std::future::poll_fn(|cx| flight.poll_join(cx)).await,
+            Join::Retry
+        ));
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_leader_lets_waiters_retry() {
+        let cache = Arc::new(CacheState::new(Arc::new(())));
+        let key = CacheKey::from_bytes([9; 32]);
+        let (flight, _) = cache.join(key, plan());
+        let leader = Leader::new(flight.clone());
+        drop(leader);
+        assert!(matches!(
+            std::future::poll_fn(|cx| flight.poll_join(cx)).await,
+            Join::Retry
+        ));
+        let (_, lead) = cache.join(key, plan());
+        assert!(lead, "the next request leads");
+    }
+}

@@ -1,0 +1,172 @@
+//! The rate-limit response headers: `retry-after`, the IETF `ratelimit-policy` /
+//! `ratelimit`, and OpenAI's `x-ratelimit-*`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::store::Decision;
+
+/// One limit's decision for this request.
+#[derive(Clone, Debug)]
+pub(crate) struct Applied {
+    pub(crate) name: std::sync::Arc<str>,
+    pub(crate) unit: &'static str,
+    pub(crate) period: Duration,
+    pub(crate) decision: Decision,
+}
+
+/// OpenAI's duration format: `1s`, `6m0s`, `20ms`.
+fn openai_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs_f64();
+    let total = secs.ceil() as u64;
+    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
+    let mut out = String::new();
+    if h > 0 {
+        let _ = write!(out, "{h}h");
+    }
+    if h > 0 || m > 0 {
+        let _ = write!(out, "{m}m");
+    }
+    let _ = write!(out, "{s}s");
+    out
+}
+
+fn secs_ceil(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// The strictest decision: the least remaining relative to its limit.
+fn strictest<'a>(applied: impl Iterator<Item = &'a Applied>) -> Option<&'a Applied> {
+    applied.min_by(|a, b| {
+        let ra = a.decision.remaining as f64 / a.decision.limit.max(1) as f64;
+        let rb = b.decision.remaining as f64 / b.decision.limit.max(1) as f64;
+        ra.total_cmp(&rb)
+    })
+}
+
+/// Puts the headers for `applied` on a response; `denied` is the limit that refused.
+pub(crate) fn write(h: &mut HeaderMap, applied: &[Applied], denied: Option<&Applied>) {
+    if applied.is_empty() {
+        return;
+    }
+    let mut policy = String::new();
+    for a in applied {
+        if !policy.is_empty() {
+            policy.push_str(", ");
+        }
+        let _ = write!(
+            policy,
+            "\"{}\";q={};w={}",
+            a.name,
+            a.decision.limit,
+            secs_ceil(a.period).max(1)
+        );
+    }
+    put(h, "ratelimit-policy", policy);
+    if let Some(s) = denied.or_else(|| strictest(applied.iter())) {
+        put(
+            h,
+            "ratelimit",
+            format!(
+                "\"{}\";r={};t={}",
+                s.name,
+                s.decision.remaining,
+                secs_ceil(s.decision.reset)
+            ),
+        );
+    }
+    for unit in ["requests", "tokens"] {
+        if let Some(s) = strictest(applied.iter().filter(|a| a.unit == unit)) {
+            put(
+                h,
+                &format!("x-ratelimit-limit-{unit}"),
+                s.decision.limit.to_string(),
+            );
+            put(
+                h,
+                &format!("x-ratelimit-remaining-{unit}"),
+                s.decision.remaining.to_string(),
+            );
+            put(
+                h,
+                &format!("x-ratelimit-reset-{unit}"),
+                openai_duration(s.decision.reset),
+            );
+        }
+    }
+    if let Some(d) = denied {
+        put(
+            h,
+            "retry-after",
+            secs_ceil(d.decision.retry_after).max(1).to_string(),
+        );
+        put(
+            h,
+            "retry-after-ms",
+            d.decision.retry_after.as_millis().max(1).to_string(),
+        );
+    }
+}
+
+fn put(h: &mut HeaderMap, name: &str, value: String) {
+    if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+        h.insert(n, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(openai_duration(Duration::from_millis(20)), "20ms");
+        assert_eq!(openai_duration(Duration::from_secs(1)), "1s");
+        assert_eq!(openai_duration(Duration::from_secs(360)), "6m0s");
+        assert_eq!(openai_duration(Duration::from_millis(1500)), "2s");
+        assert_eq!(openai_duration(Duration::from_secs(3661)), "1h1m1s");
+    }
+
+    #[test]
+    fn headers() {
+        let d = |remaining, limit| Decision {
+            allowed: remaining > 0,
+            limit,
+            remaining,
+            reset: Duration::from_millis(1500),
+            retry_after: Duration::from_millis(250),
+        };
+        let applied = vec![
+            Applied {
+                name: "rpm".into(),
+                unit: "requests",
+                period: Duration::from_secs(60),
+                decision: d(5, 10),
+            },
+            Applied {
+                name: "tpm".into(),
+                unit: "tokens",
+                period: Duration::from_secs(60),
+                decision: d(100, 1000),
+            },
+        ];
+        let mut h = HeaderMap::new();
+        write(&mut h, &applied, Some(&applied[0]));
+        assert_eq!(
+            h["ratelimit-policy"],
+            "\"rpm\";q=10;w=60, \"tpm\";q=1000;w=60"
+        );
+        assert_eq!(h["ratelimit"], "\"rpm\";r=5;t=2");
+        assert_eq!(h["x-ratelimit-limit-requests"], "10");
+        assert_eq!(h["x-ratelimit-remaining-tokens"], "100");
+        assert_eq!(h["x-ratelimit-reset-requests"], "2s");
+        assert_eq!(h["retry-after"], "1");
+        assert_eq!(h["retry-after-ms"], "250");
+    }
+}

@@ -1,0 +1,314 @@
+use std::mem;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
+use tower_ai_core::{Body, BoxError, ClientAddr, LlmRequest, ProviderPath, ResolvedRoute};
+use tower_service::Service;
+
+use crate::body::RateLimitBody;
+use crate::decide::Plan;
+use crate::future::ResponseFuture;
+use crate::key::RequestFacts;
+use crate::layer::Shared;
+
+/// Request, token, spend and concurrency limits per key. See the [crate docs](crate).
+pub struct RateLimit<S> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for RateLimit<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes>,
+{
+    type Response = Response<RateLimitBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = mem::replace(&mut self.inner, clone);
+        let req = req.map(Body::new);
+        if self.shared.limits.is_empty() {
+            return ResponseFuture::passthrough(inner.call(req));
+        }
+        let (parts, body) = req.into_parts();
+        // The bytes that go inward are the request's own (a layer above may have changed
+        // them since `LlmRequest` was parsed: the meter asks streams for their usage).
+        let buffered = body.as_bytes().cloned();
+        match buffered {
+            Some(bytes) => {
+                let (req, plan, llm) = prepare(&self.shared, parts, bytes);
+                ResponseFuture::deciding(self.shared.clone(), plan, inner, req, llm)
+            }
+            None => ResponseFuture::reading(
+                self.shared.clone(),
+                Limited::new(body, self.shared.max_body_bytes).collect(),
+                inner,
+                parts,
+            ),
+        }
+    }
+}
+
+/// The request that goes inward, the plan of what to ask the store, and the request's
+/// facts, once the body is in hand.
+pub(crate) fn prepare(
+    shared: &Arc<Shared>,
+    mut parts: http::request::Parts,
+    bytes: Bytes,
+) -> (Request<Body>, Plan, Option<LlmRequest>) {
+    let target = match parts.extensions.get::<ResolvedRoute>() {
+        Some(r) => Some((r.provider.clone(), r.path.clone())),
+        None => ProviderPath::parse(parts.uri.path())
+            .filter(|p| shared.providers.get(p.provider).is_some())
+            .map(|p| (Arc::<str>::from(p.provider), Arc::<str>::from(p.rest))),
+    };
+    let llm = match parts.extensions.get::<LlmRequest>() {
+        Some(l) => Some(l.clone()),
+        None => target.as_ref().map(|(provider, path)| {
+            let l = LlmRequest::parse(provider, path, bytes.clone());
+            parts.extensions.insert(l.clone());
+            l
+        }),
+    };
+    let metadata = metadata(&parts.headers);
+    let plan = {
+        let facts = RequestFacts {
+            headers: &parts.headers,
+            llm: llm.as_ref(),
+            provider: target.as_ref().map(|(p, _)| &**p),
+            client: parts.extensions.get::<ClientAddr>().copied(),
+            metadata: &metadata,
+        };
+        Plan::new(shared.clone(), &facts)
+    };
+    (Request::from_parts(parts, Body::full(bytes)), plan, llm)
+}
+
+/// The `aigw-metadata` tags, for limits keyed on one; a malformed header has none (the
+/// meter answers it with a 400 of its own).
+fn metadata(h: &http::HeaderMap) -> Vec<(String, String)> {
+    let Some(v) = tower_ai_core::headers::METADATA.get(h) else {
+        return Vec::new();
+    };
+    let Ok(map) =
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(v.as_bytes())
+    else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .take(16)
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            serde_json::Value::Number(n) => Some((k, n.to_string())),
+            serde_json::Value::Bool(b) => Some((k, b.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use http_body_util::Full;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::store::{Decision, RateLimitStore, Spec, StoreError};
+    use crate::{Algorithm, KeyPart, Limit, MemoryStore, Quantity, RateLimitLayer};
+
+    fn req() -> Request<Body> {
+        Request::post("/openai/chat/completions")
+            .header("authorization", "Bearer sk-a")
+            .body(Body::from(
+                r#"{"model":"gpt-4o-mini","max_tokens":10,"messages":[]}"#,
+            ))
+            .unwrap()
+    }
+
+    fn ok_upstream()
+    -> impl tower_service::Service<
+        Request<Body>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+    > + Clone
+    + Send
+    + 'static {
+        service_fn(|_req: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+        })
+    }
+
+    struct Down;
+
+    impl RateLimitStore for Down {
+        fn acquire<'a>(
+            &'a self,
+            _: &'a str,
+            _: Spec,
+            _: u64,
+        ) -> crate::BoxFuture<'a, Result<Decision, StoreError>> {
+            Box::pin(async { Err(StoreError("down".into())) })
+        }
+        fn adjust<'a>(
+            &'a self,
+            _: &'a str,
+            _: Spec,
+            _: i64,
+        ) -> crate::BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(async { Err(StoreError("down".into())) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_answer_fails_open_or_closed() {
+        let limit = Limit::requests("l", vec![], 1, Duration::from_secs(1)).unwrap();
+        let open = ServiceBuilder::new()
+            .layer(RateLimitLayer::new(Down).with_limit(limit.clone()))
+            .service(ok_upstream());
+        for _ in 0..3 {
+            assert_eq!(open.clone().oneshot(req()).await.unwrap().status(), 200);
+        }
+        let closed = ServiceBuilder::new()
+            .layer(
+                RateLimitLayer::new(Down)
+                    .with_limit(limit)
+                    .with_fail_open(false),
+            )
+            .service(ok_upstream());
+        let res = closed.oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), 503);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gcra_through_the_layer_under_a_paused_clock() {
+        // 2 per 10 s: burst 2, then one every 5 s.
+        let limit =
+            Limit::requests("l", vec![KeyPart::ApiKey], 2, Duration::from_secs(10)).unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(RateLimitLayer::new(MemoryStore::new()).with_limit(limit))
+            .service(ok_upstream());
+        let status = |svc: &_| {
+            let svc: &RateLimit<_> = svc;
+            let svc = svc.clone();
+            async move { svc.oneshot(req()).await.unwrap().status().as_u16() }
+        };
+        assert_eq!(status(&svc).await, 200);
+        assert_eq!(status(&svc).await, 200);
+        assert_eq!(status(&svc).await, 429);
+        tokio::time::advance(Duration::from_millis(4999)).await;
+        assert_eq!(status(&svc).await, 429);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(status(&svc).await, 200);
+        assert_eq!(status(&svc).await, 429);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fixed_and_sliding_windows_at_their_edges() {
+        for (algorithm, after_edge) in [
+            (Algorithm::FixedWindow, 200),
+            (Algorithm::SlidingWindow, 429),
+        ] {
+            let limit = Limit::new(
+                "l",
+                vec![],
+                Quantity::Requests(3),
+                algorithm,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+            let svc = ServiceBuilder::new()
+                .layer(RateLimitLayer::new(MemoryStore::new()).with_limit(limit))
+                .service(ok_upstream());
+            // Start at a window's beginning, move to just before its end.
+            tokio::time::advance(Duration::from_secs(59)).await;
+            for _ in 0..3 {
+                assert_eq!(svc.clone().oneshot(req()).await.unwrap().status(), 200);
+            }
+            assert_eq!(svc.clone().oneshot(req()).await.unwrap().status(), 429);
+            // Just past the edge: a fixed window starts over (a burst of twice the limit);
+            // a sliding one still counts the previous window almost whole.
+            tokio::time::advance(Duration::from_secs(2)).await;
+            assert_eq!(
+                svc.clone().oneshot(req()).await.unwrap().status().as_u16(),
+                after_edge,
+                "{algorithm:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upstream_error_gives_back_what_was_reserved() {
+        let calls = std::sync::Arc::new(AtomicU64::new(0));
+        let c = calls.clone();
+        let failing = service_fn(move |_req: Request<Body>| {
+            let n = c.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if n == 0 {
+                    Err::<Response<Full<Bytes>>, &'static str>("connection refused")
+                } else {
+                    Ok(Response::new(Full::new(Bytes::from_static(b"{}"))))
+                }
+            }
+        });
+        let tokens = Limit::new(
+            "t",
+            vec![],
+            Quantity::Tokens(15),
+            Algorithm::FixedWindow,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let conc = Limit::new(
+            "c",
+            vec![],
+            Quantity::Concurrency(1),
+            Algorithm::Gcra,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(
+                RateLimitLayer::new(MemoryStore::new())
+                    .with_limit(tokens)
+                    .with_limit(conc),
+            )
+            .service(failing);
+        assert!(svc.clone().oneshot(req()).await.is_err());
+        // Both the 10-token reservation and the slot came back: the next fits (had the
+        // reservation stayed, 10 + 10 > 15 would be refused).
+        let res = svc.clone().oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}
