@@ -9,6 +9,8 @@
 //! | [`core`] | `tower-ai-core`: providers, `LlmRequest`, bodies, SSE parser and tee, errors | always |
 //! | [`provider_route`] | `tower-ai-provider-route`: `ProviderRouteLayer` | `provider-route` |
 //! | [`meter`] | `tower-ai-meter`: `MeterLayer` and its recorders | `meter` |
+//! | [`ratelimit`] | `tower-ai-ratelimit`: `RateLimitLayer`, memory and Redis stores | `ratelimit` |
+//! | [`cache`] | `tower-ai-cache`: `CacheLayer`, memory and Redis stores | `cache` |
 //! | [`client`] | `tower-ai-client`: the pooled HTTPS upstream client | `client` |
 //!
 //! # Examples
@@ -43,6 +45,12 @@ pub use tower_ai_client as client;
 
 #[cfg(feature = "meter")]
 pub use tower_ai_meter as meter;
+
+#[cfg(feature = "ratelimit")]
+pub use tower_ai_ratelimit as ratelimit;
+
+#[cfg(feature = "cache")]
+pub use tower_ai_cache as cache;
 
 #[cfg(feature = "provider-route")]
 pub use tower_ai_provider_route as provider_route;

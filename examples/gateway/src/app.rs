@@ -38,6 +38,7 @@ use crate::metering::Metering;
 /// the body size limit (413).
 pub async fn router(config: &Config) -> Result<Router, ConfigError> {
     let meter = Metering::new(config)?;
+    let providers = config.providers()?;
     let ratelimit = config
         .ratelimit
         .layer()
@@ -61,25 +62,33 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
     // becomes the router's fallback in its own branch. The meter is outermost so that it
     // records the gateway's own refusals (a 429) too; the rate limiter reads usage below
     // it and leaves it in the usage slot, so a response is parsed once.
+    let cache = config.cache.layer().await?.map(|c| {
+        c.with_providers(providers.clone())
+            .with_max_body_bytes(limit)
+    });
     let app = Router::new()
         .route("/healthz", get(healthz))
-        .merge(meter.admin_routes());
-    let app = match meter.layer.clone() {
-        Some(meter) => app.fallback_service(proxy_service(
-            ServiceBuilder::new()
-                .layer(meter)
-                .layer(ratelimit)
-                .layer(route)
-                .service(client),
-            limit,
-        )),
-        None => app.fallback_service(proxy_service(
-            ServiceBuilder::new()
-                .layer(ratelimit)
-                .layer(route)
-                .service(client),
-            limit,
-        )),
+        .merge(meter.admin_routes())
+        .merge(crate::cache::routes(cache.as_ref().map(|c| c.handle())));
+    // Each optional layer changes the response body type, so each combination is its own
+    // stack type and becomes the router's fallback in its own branch. From the outside in:
+    // the meter (it records the gateway's own refusals too), the rate limiter (every
+    // request counts, cache hits give their token reservations back), the cache, provider
+    // routing, the upstream client. The rate limiter reads usage below the meter and
+    // leaves it in the usage slot, so a response is parsed once.
+    macro_rules! stack {
+        ($($layer:expr),*) => {
+            proxy_service(
+                ServiceBuilder::new()$(.layer($layer))*.service(client),
+                limit,
+            )
+        };
+    }
+    let app = match (meter.layer.clone(), cache) {
+        (Some(m), Some(c)) => app.fallback_service(stack!(m, ratelimit, c, route)),
+        (Some(m), None) => app.fallback_service(stack!(m, ratelimit, route)),
+        (None, Some(c)) => app.fallback_service(stack!(ratelimit, c, route)),
+        (None, None) => app.fallback_service(stack!(ratelimit, route)),
     };
 
     let request_id = headers::REQUEST_ID.name;

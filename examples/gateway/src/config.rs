@@ -31,6 +31,8 @@ pub struct Config {
     pub meter: MeterConfig,
     /// Rate limits: requests, tokens, spend and concurrency per key.
     pub ratelimit: crate::ratelimit::RateLimitConfig,
+    /// The response cache.
+    pub cache: crate::cache::CacheConfig,
     /// Prices that override or extend the shipped table: `[prices.PROVIDER."MODEL"]`
     /// with `input`, `output`, `cached_input`, `cache_write` (USD per million tokens).
     pub prices: toml::Table,
@@ -46,6 +48,7 @@ impl Default for Config {
             log: LogConfig::default(),
             meter: MeterConfig::default(),
             ratelimit: crate::ratelimit::RateLimitConfig::default(),
+            cache: crate::cache::CacheConfig::default(),
             prices: toml::Table::new(),
         }
     }
@@ -255,6 +258,7 @@ impl Config {
         config.route_layer()?;
         config.prices()?;
         config.ratelimit.parsed_limits()?;
+        config.cache.check()?;
         Ok(config)
     }
 

@@ -25,6 +25,7 @@
 //! ```
 
 mod app;
+pub mod cache;
 pub mod config;
 mod metering;
 pub mod ratelimit;
