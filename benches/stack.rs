@@ -118,6 +118,29 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    let mut g = c.benchmark_group("stack");
+    g.bench_function("cache hit (memory) + route", |b| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let svc = ServiceBuilder::new()
+            .layer(tower_ai_cache::CacheLayer::memory(64 * 1024 * 1024))
+            .layer(ProviderRouteLayer::new(Providers::builtin()))
+            .service(upstream_json());
+        // Warm the entry, then every iteration is a hit.
+        let warm = rt.block_on(svc.clone().oneshot(request())).unwrap();
+        rt.block_on(warm.into_body().collect()).unwrap();
+        b.iter(|| {
+            let res = rt.block_on(svc.clone().oneshot(request())).unwrap();
+            assert_eq!(res.headers()["aigw-cache-status"], "HIT");
+            let body = rt.block_on(res.into_body().collect()).unwrap();
+            black_box(body)
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("llm_request");
     g.bench_function("parse a chat request", |b| {
         let body = Bytes::from_static(CHAT);

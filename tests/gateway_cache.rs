@@ -119,3 +119,60 @@ fn bad_cache_config_is_refused() {
         assert!(err.contains(want), "{toml}: {err}");
     }
 }
+
+#[tokio::test]
+async fn a_replayed_stream_parses_in_a_real_sdk_to_the_same_text_and_usage() {
+    use async_openai::Client;
+    use async_openai::config::OpenAIConfig;
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessageArgs, ChatCompletionStreamOptions,
+        CreateChatCompletionRequestArgs,
+    };
+    use futures_util::StreamExt;
+
+    let mock = MockProvider::start().await.unwrap();
+    let gw = gateway_for(&mock, "[cache]\nenabled = true\n").await;
+    let sdk = Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(format!("{}/openai", gw.url()))
+            .with_api_key("sk-sdk-cache"),
+    );
+    let req = CreateChatCompletionRequestArgs::default()
+        .model("gpt-4o-mini")
+        .messages(vec![
+            ChatCompletionRequestUserMessageArgs::default()
+                .content("Tell me something nice")
+                .build()
+                .unwrap()
+                .into(),
+        ])
+        .stream_options(ChatCompletionStreamOptions {
+            include_usage: Some(true),
+            include_obfuscation: None,
+        })
+        .build()
+        .unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut stream = within(20, sdk.chat().create_stream(req.clone()))
+            .await
+            .unwrap();
+        let (mut text, mut usage) = (String::new(), None);
+        while let Some(chunk) = within(20, stream.next()).await {
+            let chunk = chunk.expect("every replayed chunk parses");
+            if let Some(c) = chunk.choices.first()
+                && let Some(d) = &c.delta.content
+            {
+                text.push_str(d);
+            }
+            if chunk.usage.is_some() {
+                usage = chunk.usage;
+            }
+        }
+        let usage = usage.expect("usage chunk");
+        runs.push((text, usage.prompt_tokens, usage.completion_tokens));
+    }
+    assert_eq!(runs[0], runs[1], "the replay reads as the live stream did");
+    assert_eq!(runs[0].0, tower_ai_mock::reply_words(16));
+    assert_eq!(mock.requests(), 1, "the second stream came from the cache");
+}

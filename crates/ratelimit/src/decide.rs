@@ -63,13 +63,18 @@ pub(crate) fn estimate_tokens(shared: &Shared, llm: Option<&LlmRequest>) -> u64 
     prompt.saturating_add(out)
 }
 
-/// The spend of `usage` in micro-USD, 0 when the model has no price.
+/// The spend of `usage` in micro-USD, from the price function or the price table; 0 when
+/// the model has no price (spend limits do not count what cannot be priced).
 pub(crate) fn micro_usd(shared: &Shared, llm: Option<&LlmRequest>, usage: &Usage) -> u64 {
     let Some(llm) = llm else { return 0 };
-    let Some(model) = &llm.model else { return 0 };
-    shared
-        .prices
-        .cost(&llm.provider, model, usage)
+    let usd = match &shared.price_fn {
+        Some(f) => f(llm, usage),
+        None => llm
+            .model
+            .as_ref()
+            .and_then(|model| shared.prices.cost(&llm.provider, model, usage)),
+    };
+    usd.filter(|c| c.is_finite())
         .map_or(0, |c| (c * 1e6).ceil().max(0.0) as u64)
 }
 

@@ -17,8 +17,13 @@ pub struct RateLimitLayer {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// A price function: USD for `usage` of a request, `None` when unknown.
+pub type PriceFn =
+    Arc<dyn Fn(&tower_ai_core::LlmRequest, &tower_ai_core::Usage) -> Option<f64> + Send + Sync>;
+
 #[derive(Clone)]
 pub(crate) struct Shared {
+    pub(crate) price_fn: Option<PriceFn>,
     pub(crate) limits: Vec<Limit>,
     pub(crate) store: Arc<dyn RateLimitStore>,
     pub(crate) prices: PriceTable,
@@ -42,6 +47,7 @@ impl RateLimitLayer {
     pub fn new(store: impl RateLimitStore) -> Self {
         Self {
             shared: Arc::new(Shared {
+                price_fn: None,
                 limits: Vec::new(),
                 store: Arc::new(store),
                 prices: PriceTable::builtin(),
@@ -72,6 +78,18 @@ impl RateLimitLayer {
     /// The prices spend limits are counted with.
     pub fn with_prices(mut self, prices: PriceTable) -> Self {
         self.shared_mut().prices = prices;
+        self
+    }
+
+    /// Prices spend with `f` instead of the price table (e.g. negotiated rates).
+    pub fn with_price_fn(
+        mut self,
+        f: impl Fn(&tower_ai_core::LlmRequest, &tower_ai_core::Usage) -> Option<f64>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.shared_mut().price_fn = Some(Arc::new(f));
         self
     }
 

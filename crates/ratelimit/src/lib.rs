@@ -10,8 +10,9 @@
 //! - **Quantities** ([`Quantity`]): requests per period; tokens per period (reserved on
 //!   an estimate, prompt bytes / 4 + `max_tokens`, before the call, then trued up with the
 //!   real usage when the response or stream ends, given back when it fails); spend in USD
-//!   per period (priced with the [`PriceTable`](tower_ai_core::PriceTable), reserved and
-//!   trued up the same way); requests in flight (a stream holds its slot until it ends).
+//!   per period (priced with the [`PriceTable`](tower_ai_core::PriceTable) or a price
+//!   function of your own, reserved and trued up the same way; a model with no price
+//!   counts nothing against a spend limit); requests in flight (a stream holds its slot until it ends).
 //! - **Algorithms** ([`Algorithm`]): fixed window, sliding window, GCRA.
 //! - **Answers**: over a limit, a `429` with an OpenAI-shaped JSON error
 //!   (`rate_limit_exceeded`), `retry-after` (and `retry-after-ms`), the IETF
@@ -76,7 +77,7 @@ mod store;
 
 pub use body::RateLimitBody;
 pub use future::ResponseFuture;
-pub use layer::RateLimitLayer;
+pub use layer::{PriceFn, RateLimitLayer};
 pub use limit::{Algorithm, InvalidLimit, KeyPart, Limit, Quantity};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]

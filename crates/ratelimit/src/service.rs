@@ -311,4 +311,44 @@ mod tests {
         let res = svc.clone().oneshot(req()).await.unwrap();
         assert_eq!(res.status(), 200);
     }
+
+    #[tokio::test]
+    async fn spend_is_reserved_and_trued_up_with_a_price_function() {
+        // $1 per token, $25 a minute: a request reserves its max_tokens (10) = $10, the
+        // answer reports 12 + 2 = 14 tokens = $14 spent.
+        let upstream = service_fn(|_req: Request<Body>| async {
+            let res = Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(
+                    br#"{"usage":{"prompt_tokens":12,"completion_tokens":2}}"#,
+                )))
+                .unwrap();
+            Ok::<_, Infallible>(res)
+        });
+        let spend = Limit::new(
+            "spend",
+            vec![],
+            Quantity::CostUsd(25.0),
+            Algorithm::FixedWindow,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(
+                RateLimitLayer::new(MemoryStore::new())
+                    .with_limit(spend)
+                    .with_price_fn(|_req, u| Some(u.total_tokens() as f64)),
+            )
+            .service(upstream);
+        use http_body_util::BodyExt;
+        let first = svc.clone().oneshot(req()).await.unwrap();
+        first.into_body().collect().await.unwrap();
+        // $14 spent; the next reserves $10: 24 <= 25.
+        let second = svc.clone().oneshot(req()).await.unwrap();
+        assert_eq!(second.status(), 200);
+        second.into_body().collect().await.unwrap();
+        // $28 spent: over.
+        let third = svc.clone().oneshot(req()).await.unwrap();
+        assert_eq!(third.status(), 429);
+    }
 }
