@@ -30,8 +30,9 @@ use crate::metering::Metering;
 
 /// Builds the gateway's router from a configuration.
 ///
-/// - `GET /healthz`: `{"status":"ok"}`.
-/// - everything else: provider routing (`/{provider}/...`) to the upstream client.
+/// - `GET /healthz`: `{"status":"ok"}`; `GET /metrics`, `/usage`, `/logs`; `DELETE /cache`.
+/// - everything else: meter, rate limits, cache (when enabled) and provider routing
+///   (`/{provider}/...`) in front of the upstream client.
 ///
 /// Around it: a request id (`aigw-request-id`, kept when the client sent one, echoed on
 /// the response), tracing spans and access logs that never carry headers or queries, and

@@ -1,6 +1,7 @@
-//! The prebuilt tower-ai proxy: an axum app that routes `/{provider}/...` to LLM
-//! providers through [`ProviderRouteLayer`](tower_ai_provider_route::ProviderRouteLayer)
-//! and the pooled HTTPS [`Client`](tower_ai_client::Client).
+//! The prebuilt tower-ai proxy: an axum app that sends `/{provider}/...` to LLM providers
+//! through the meter, the rate limiter, the cache (when enabled), provider routing and the
+//! pooled HTTPS [`Client`](tower_ai_client::Client), and serves `/healthz`, `/metrics`,
+//! `/usage`, `/logs` and `DELETE /cache`.
 //!
 //! Run it with `cargo run --release --bin gateway` (in-memory defaults, listens on
 //! `127.0.0.1:8787`), or `gateway --config gateway.toml --listen 0.0.0.0:8787`. See the
