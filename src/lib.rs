@@ -11,6 +11,7 @@
 //! | [`meter`] | `tower-ai-meter`: `MeterLayer` and its recorders | `meter` |
 //! | [`ratelimit`] | `tower-ai-ratelimit`: `RateLimitLayer`, memory and Redis stores | `ratelimit` |
 //! | [`cache`] | `tower-ai-cache`: `CacheLayer`, memory and Redis stores | `cache` |
+//! | [`fallback`] | `tower-ai-fallback`: `FallbackLayer`: universal endpoint, routes, retries, breakers | `fallback` |
 //! | [`client`] | `tower-ai-client`: the pooled HTTPS upstream client | `client` |
 //!
 //! # Examples
@@ -51,6 +52,9 @@ pub use tower_ai_ratelimit as ratelimit;
 
 #[cfg(feature = "cache")]
 pub use tower_ai_cache as cache;
+
+#[cfg(feature = "fallback")]
+pub use tower_ai_fallback as fallback;
 
 #[cfg(feature = "provider-route")]
 pub use tower_ai_provider_route as provider_route;
