@@ -83,6 +83,11 @@ where
         ) {
             (Some(l), _) => Some((l.provider.clone(), l.path.clone())),
             (None, Some(r)) => Some((r.provider.clone(), r.path.clone())),
+            // Above a fallback layer, a universal request (`POST /`, a JSON array of
+            // steps) is one entry, keyed on the whole array.
+            (None, None) if ProviderPath::is_universal(parts.uri.path()) => {
+                Some((Arc::<str>::from("universal"), Arc::<str>::from("/")))
+            }
             (None, None) => ProviderPath::parse(parts.uri.path())
                 .map(|p| (Arc::<str>::from(p.provider), Arc::<str>::from(p.rest))),
         };

@@ -114,9 +114,12 @@ impl Breakers {
             return;
         }
         let mut states = self.states.lock().expect("breaker lock");
-        if let Some(state) = states.get_mut(&**target)
-            && !matches!(state, State::Closed { failures: 0 })
-        {
+        let Some(state) = states.get_mut(&**target) else {
+            // First seen: listed (closed) from now on.
+            states.insert(target.clone(), State::Closed { failures: 0 });
+            return;
+        };
+        if !matches!(state, State::Closed { failures: 0 }) {
             if !matches!(state, State::Closed { .. }) {
                 tracing::info!(target: "tower_ai_fallback", provider = &**target, "circuit closed");
             }

@@ -202,6 +202,9 @@ where
                         if pos > 0 {
                             Stats::add(&shared.stats.fallbacks);
                         }
+                        if let Some((_, Last::Response(old))) = last.take() {
+                            tokio::spawn(discard(old));
+                        }
                         mark(&mut res, step.index);
                         return Ok(res);
                     }
@@ -239,7 +242,7 @@ where
             );
             let retry_after = failure.retry_after;
             if let Some((_, Last::Response(old))) = last.replace((step.index, failure.last)) {
-                discard(old).await;
+                tokio::spawn(discard(old));
             }
             if attempt == policy.max_attempts || matches!(admit, Admit::Probe) {
                 break;
@@ -347,8 +350,9 @@ fn mark<B>(res: &mut Res<B>, index: u32) {
     res.extensions_mut().insert(FallbackStep(index));
 }
 
-/// Reads a failed response's small body so its connection goes back to the pool (and
-/// layers below see it end); a large or slow one is dropped.
+/// Reads a superseded failure's small body in the background, so its connection goes
+/// back to the pool and the layers below see it end (the meter records it complete); a
+/// large or slow one is dropped.
 async fn discard<B>(res: Res<B>)
 where
     B: http_body::Body<Data = Bytes>,

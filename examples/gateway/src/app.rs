@@ -38,7 +38,7 @@ use crate::metering::Metering;
 /// the response), tracing spans and access logs that never carry headers or queries, and
 /// the body size limit (413).
 pub async fn router(config: &Config) -> Result<Router, ConfigError> {
-    let meter = Metering::new(config)?;
+    let mut meter = Metering::new(config)?;
     let providers = config.providers()?;
     let ratelimit = config
         .ratelimit
@@ -58,11 +58,12 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
         .build()
         .map_err(|e| ConfigError::new(format!("upstream client: {e}")))?;
     let route = config.route_layer()?;
+    let fallback = config
+        .fallback
+        .layer(&providers)?
+        .with_max_body_bytes(config.server.max_body_bytes);
+    meter.fallback = Some(fallback.handle());
     let limit = config.server.max_body_bytes;
-    // The meter changes the response body type, so the two stacks are two types: each
-    // becomes the router's fallback in its own branch. The meter is outermost so that it
-    // records the gateway's own refusals (a 429) too; the rate limiter reads usage below
-    // it and leaves it in the usage slot, so a response is parsed once.
     let cache = config.cache.layer().await?.map(|c| {
         c.with_providers(providers.clone())
             .with_max_body_bytes(limit)
@@ -73,9 +74,10 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
         .merge(crate::cache::routes(cache.as_ref().map(|c| c.handle())));
     // Each optional layer changes the response body type, so each combination is its own
     // stack type and becomes the router's fallback in its own branch. From the outside in:
-    // the meter (it records the gateway's own refusals too), the rate limiter (every
-    // request counts, cache hits give their token reservations back), the cache, provider
-    // routing, the upstream client. The rate limiter reads usage below the meter and
+    // fallback (each attempt goes through everything below it: metered, counted, cached
+    // per step), the meter (it records the gateway's own refusals too), the rate limiter
+    // (every request counts, cache hits give their token reservations back), the cache,
+    // provider routing, the upstream client. The rate limiter reads usage below the meter and
     // leaves it in the usage slot, so a response is parsed once.
     macro_rules! stack {
         ($($layer:expr),*) => {
@@ -85,11 +87,12 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
             )
         };
     }
+    let f = fallback;
     let app = match (meter.layer.clone(), cache) {
-        (Some(m), Some(c)) => app.fallback_service(stack!(m, ratelimit, c, route)),
-        (Some(m), None) => app.fallback_service(stack!(m, ratelimit, route)),
-        (None, Some(c)) => app.fallback_service(stack!(ratelimit, c, route)),
-        (None, None) => app.fallback_service(stack!(ratelimit, route)),
+        (Some(m), Some(c)) => app.fallback_service(stack!(f, m, ratelimit, c, route)),
+        (Some(m), None) => app.fallback_service(stack!(f, m, ratelimit, route)),
+        (None, Some(c)) => app.fallback_service(stack!(f, ratelimit, c, route)),
+        (None, None) => app.fallback_service(stack!(f, ratelimit, route)),
     };
 
     let request_id = headers::REQUEST_ID.name;

@@ -33,6 +33,9 @@ pub struct Config {
     pub ratelimit: crate::ratelimit::RateLimitConfig,
     /// The response cache.
     pub cache: crate::cache::CacheConfig,
+    /// Retries, circuit breakers and configured routes (the universal endpoint is
+    /// always on).
+    pub fallback: crate::fallback::FallbackConfig,
     /// Prices that override or extend the shipped table: `[prices.PROVIDER."MODEL"]`
     /// with `input`, `output`, `cached_input`, `cache_write` (USD per million tokens).
     pub prices: toml::Table,
@@ -49,6 +52,7 @@ impl Default for Config {
             meter: MeterConfig::default(),
             ratelimit: crate::ratelimit::RateLimitConfig::default(),
             cache: crate::cache::CacheConfig::default(),
+            fallback: crate::fallback::FallbackConfig::default(),
             prices: toml::Table::new(),
         }
     }

@@ -1,5 +1,5 @@
-//! The prebuilt tower-ai proxy: an axum app that sends `/{provider}/...` to LLM providers
-//! through the meter, the rate limiter, the cache (when enabled), provider routing and the
+//! The prebuilt tower-ai proxy: an axum app that sends `/{provider}/...` (and the
+//! universal endpoint `POST /`) to LLM providers through fallback, the meter, the rate limiter, the cache (when enabled), provider routing and the
 //! pooled HTTPS [`Client`](tower_ai_client::Client), and serves `/healthz`, `/metrics`,
 //! `/usage`, `/logs` and `DELETE /cache`.
 //!
@@ -28,6 +28,7 @@
 mod app;
 pub mod cache;
 pub mod config;
+pub mod fallback;
 mod metering;
 pub mod ratelimit;
 mod serve;

@@ -26,6 +26,8 @@ pub(crate) struct Metering {
     aggregates: Arc<Aggregates>,
     prometheus: PrometheusRecorder,
     log: Option<SqliteLog>,
+    /// Breaker states and fallback counters, appended to `/metrics`.
+    pub(crate) fallback: Option<tower_ai_fallback::FallbackHandle>,
 }
 
 impl Metering {
@@ -70,6 +72,7 @@ impl Metering {
             aggregates,
             prometheus,
             log,
+            fallback: None,
         })
     }
 
@@ -88,7 +91,15 @@ async fn metrics(State(m): State<Metering>) -> Response {
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        m.prometheus.encode(),
+        {
+            let mut text = m.prometheus.encode();
+            if let Some(f) = &m.fallback {
+                // Before the exposition's `# EOF`, when it has one.
+                let eof = text.rfind("# EOF").unwrap_or(text.len());
+                text.insert_str(eof, &f.prometheus());
+            }
+            text
+        },
     )
         .into_response()
 }
