@@ -431,3 +431,51 @@ async fn cache_above_fallback_caches_the_whole_universal_request() {
         "one entry for the whole universal request: no step ran"
     );
 }
+
+#[tokio::test]
+async fn a_meter_above_fallback_records_the_step_that_served() {
+    use std::sync::Arc;
+    use tower_ai_meter::{Aggregates, MeterLayer};
+
+    let mock = MockProvider::start().await.unwrap();
+    let mut providers = Providers::builtin();
+    providers
+        .set_base_url("openai", &format!("{}/v1", mock.url()))
+        .unwrap();
+    providers
+        .set_base_url("groq", &format!("{}/v1", mock.url()))
+        .unwrap();
+    let aggregates = Arc::new(Aggregates::new());
+    let svc = ServiceBuilder::new()
+        .layer(MeterLayer::new(aggregates.clone()).with_providers(providers.clone()))
+        .layer(FallbackLayer::new())
+        .layer(ProviderRouteLayer::new(providers))
+        .service(Upstream::builder().build().unwrap());
+    let steps = r#"[
+      {"provider":"openai","endpoint":"chat/completions","headers":{"x-mock-status":"500"},"query":{"model":"a","messages":[{"role":"user","content":"one two three"}]}},
+      {"provider":"groq","endpoint":"chat/completions","query":{"model":"b","messages":[{"role":"user","content":"one two three"}]}}
+    ]"#;
+    let res = within(
+        20,
+        svc.oneshot(
+            http::Request::post("/")
+                .header("content-type", "application/json")
+                .body(Body::from(Bytes::from_static(steps.as_bytes())))
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.headers()["aigw-step"], "1");
+    http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap();
+    let by_model = aggregates.by_model();
+    assert_eq!(by_model.len(), 1, "{by_model:?}");
+    let (provider, model, totals) = &by_model[0];
+    assert_eq!((&**provider, model.as_str()), ("groq", "b"));
+    assert_eq!(
+        (totals.requests, totals.input_tokens, totals.output_tokens),
+        (1, 3, 16)
+    );
+}

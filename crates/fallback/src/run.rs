@@ -206,6 +206,9 @@ where
                             tokio::spawn(discard(old));
                         }
                         mark(&mut res, step.index);
+                        if !single {
+                            served(&mut res, step);
+                        }
                         return Ok(res);
                     }
                     // The target's own key was refused: bench it, try the next.
@@ -270,6 +273,9 @@ where
     Ok(match last {
         Some((index, Last::Response(mut res))) => {
             mark(&mut res, index);
+            if let Some(step) = steps.iter().find(|s| s.index == index).filter(|_| !single) {
+                served(&mut res, step);
+            }
             res
         }
         Some((_, Last::Error(e))) => return Err(e),
@@ -348,6 +354,15 @@ fn mark<B>(res: &mut Res<B>, index: u32) {
     res.headers_mut()
         .insert(headers::STEP.name.clone(), HeaderValue::from(index));
     res.extensions_mut().insert(FallbackStep(index));
+}
+
+/// Tells the layers above which provider and model a step went to (a meter above the
+/// fallback layer records the step that served, not the client's request).
+fn served<B>(res: &mut Res<B>, step: &Step) {
+    if let Some(p) = ProviderPath::parse(step.path.split('?').next().unwrap_or("")) {
+        res.extensions_mut()
+            .insert(LlmRequest::parse(p.provider, p.rest, step.body.clone()));
+    }
 }
 
 /// Reads a superseded failure's small body in the background, so its connection goes

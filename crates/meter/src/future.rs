@@ -12,7 +12,7 @@ use http_body_util::combinators::Collect;
 use pin_project_lite::pin_project;
 use tower_ai_core::{
     Body, BoxError, CacheStatus, ErrorResponse, FallbackStep, GatewayGenerated, KnownUsage,
-    Operation, ResponseUsage, UsageSlot,
+    LlmRequest, Operation, ResponseUsage, UsageSlot, WireFormat,
 };
 use tower_service::Service;
 
@@ -295,10 +295,22 @@ fn body_error(e: &BoxError, limit: usize) -> ErrorResponse {
 
 fn metered<B, R: Recorder>(
     res: Response<B>,
-    ctx: Ctx<R>,
+    mut ctx: Ctx<R>,
     injected: bool,
 ) -> Response<MeteredBody<B, R>> {
     let (mut parts, body) = res.into_parts();
+    // A layer below chose where the request went (a fallback step): record that.
+    if let Some(served) = parts.extensions.get::<LlmRequest>()
+        && (served.provider != ctx.llm.provider || served.model != ctx.llm.model)
+    {
+        ctx.label = ctx.shared.provider_label(&served.provider);
+        ctx.format = ctx
+            .shared
+            .providers
+            .get(&served.provider)
+            .map_or(WireFormat::OpenAi, |p| p.format());
+        ctx.llm = served.clone();
+    }
     let status = parts.status.as_u16();
     let content_type = parts
         .headers

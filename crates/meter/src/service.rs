@@ -72,6 +72,11 @@ where
         // Where does it go? From the route layer below us, or the path above it.
         let target = match parts.extensions.get::<ResolvedRoute>() {
             Some(r) => Some((r.provider.clone(), r.path.clone())),
+            // Above a fallback layer: the universal endpoint, labelled by the step that
+            // served once the response says which (an `LlmRequest` response extension).
+            None if ProviderPath::is_universal(parts.uri.path()) => {
+                Some((Arc::<str>::from("universal"), Arc::<str>::from("/")))
+            }
             None => ProviderPath::parse(parts.uri.path())
                 .map(|p| (Arc::<str>::from(p.provider), Arc::<str>::from(p.rest))),
         };
