@@ -46,6 +46,9 @@ fn prices() -> PriceTable {
 }
 
 fn meter(records: &Records, mock: &MockProvider) -> MeterLayer<impl tower_ai_meter::Recorder> {
+    // The gateways of this file load the tokenizer in the background; these tests want
+    // its counts, so it is loaded before they run.
+    tower_ai_meter::warm_up_tokenizer();
     let sink = records.clone();
     MeterLayer::new(move |r: &Record| sink.lock().unwrap().push(r.clone()))
         .with_providers(providers(mock))
@@ -705,6 +708,7 @@ where
 
 #[tokio::test]
 async fn a_cache_hit_is_recorded_with_the_usage_it_saved_and_answers_without_usage_are_estimated() {
+    tower_ai_meter::warm_up_tokenizer();
     let records = Records::default();
     let sink = records.clone();
     let saved = Usage {

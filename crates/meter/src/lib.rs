@@ -98,4 +98,4 @@ pub use record::{ErrorOrigin, Outcome, Record, Recorder, UsageSource};
 pub use service::Meter;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{LogEntry, LogQuery, ModelUsage, SqliteLog, UsageReport, UsageTotals};
-pub use tower_ai_core::{estimate_tokens, warm_up_tokenizer};
+pub use tower_ai_core::{estimate_tokens, load_tokenizer_in_background, warm_up_tokenizer};

@@ -15,6 +15,8 @@ use crate::record::{Record, Recorder};
 const QUEUE: usize = 16_384;
 /// Records written per transaction at most.
 const BATCH: usize = 1024;
+/// How long the writer lets records gather after the first of a batch arrives.
+const GATHER: Duration = Duration::from_millis(50);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS requests (
@@ -415,7 +417,14 @@ fn u64_at(r: &rusqlite::Row<'_>, i: usize) -> Result<u64, rusqlite::Error> {
 }
 
 fn write_loop(conn: &Mutex<Connection>, rx: Receiver<Msg>) {
+    // A full batch means more are waiting: write on without gathering.
+    let mut behind = false;
     while let Ok(first) = rx.recv() {
+        if !behind && matches!(first, Msg::Record(_)) {
+            // Let records gather: one transaction per interval instead of one per
+            // request, and the request path never wakes this thread while it sleeps.
+            std::thread::sleep(GATHER);
+        }
         let mut batch = Vec::with_capacity(64);
         let mut flushes = Vec::new();
         let mut next = Some(first);
@@ -428,6 +437,7 @@ fn write_loop(conn: &Mutex<Connection>, rx: Receiver<Msg>) {
                 next = rx.try_recv().ok();
             }
         }
+        behind = batch.len() >= BATCH;
         if !batch.is_empty() {
             let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = insert(&mut conn, &batch) {

@@ -55,10 +55,9 @@ impl Metering {
             layer
         });
         if layer.is_some() {
-            // Loading the tokenizer takes a moment: not on a request's time.
-            let _ = std::thread::Builder::new()
-                .name("aigw-tokenizer".into())
-                .spawn(tower_ai_meter::warm_up_tokenizer);
+            // The tokenizer (~50 MiB, a few hundred ms to load) only when an estimate is
+            // first needed, and then never on a request's time.
+            tower_ai_meter::load_tokenizer_in_background();
         }
         let layer = match layer {
             Some(l) => Some(

@@ -14,7 +14,7 @@ mod workers_ai;
 
 use crate::{Operation, SseEvent, WireFormat};
 
-pub use estimate::{estimate_tokens, warm_up_tokenizer};
+pub use estimate::{estimate_tokens, load_tokenizer_in_background, warm_up_tokenizer};
 pub use response::{FinalUsage, ResponseUsage, UsageSource};
 
 /// Token usage of one request, normalised across wire formats.
