@@ -5,7 +5,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
-use tower_ai_core::{Body, BoxError, ClientAddr, LlmRequest, ProviderPath, ResolvedRoute};
+use tower_ai_core::{
+    Body, BoxError, CallerId, ClientAddr, LlmRequest, ProviderPath, ResolvedRoute,
+};
 use tower_service::Service;
 
 use crate::body::RateLimitBody;
@@ -107,6 +109,7 @@ pub(crate) fn prepare(
             provider: target.as_ref().map(|(p, _)| &**p),
             client: parts.extensions.get::<ClientAddr>().copied(),
             metadata: &metadata,
+            caller: parts.extensions.get::<CallerId>(),
         };
         Plan::new(shared.clone(), &facts)
     };
@@ -232,6 +235,36 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(status(&svc).await, 200);
         assert_eq!(status(&svc).await, 429);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_for_one_caller_counts_only_its_requests() {
+        // Tenant A: 1 per minute of its own; tenant B has no limit; both share the
+        // credential header, as tenants behind one provider key do.
+        let limit = Limit::requests("a-rpm", vec![KeyPart::ApiKey], 1, Duration::from_secs(60))
+            .unwrap()
+            .for_caller("key_aaaaaaaaaaaaaaaa");
+        assert_eq!(limit.caller(), Some("key_aaaaaaaaaaaaaaaa"));
+        let svc = ServiceBuilder::new()
+            .layer(RateLimitLayer::new(MemoryStore::new()).with_limit(limit))
+            .service(ok_upstream());
+        let as_caller = |id: &'static str| {
+            let svc = svc.clone();
+            async move {
+                let mut r = req();
+                r.extensions_mut().insert(CallerId(id.into()));
+                svc.oneshot(r).await.unwrap().status().as_u16()
+            }
+        };
+        assert_eq!(as_caller("key_aaaaaaaaaaaaaaaa").await, 200);
+        assert_eq!(as_caller("key_aaaaaaaaaaaaaaaa").await, 429);
+        for _ in 0..5 {
+            assert_eq!(as_caller("key_bbbbbbbbbbbbbbbb").await, 200);
+        }
+        // No caller at all: not tenant A.
+        assert_eq!(svc.clone().oneshot(req()).await.unwrap().status(), 200);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(as_caller("key_aaaaaaaaaaaaaaaa").await, 200);
     }
 
     #[tokio::test(start_paused = true)]
