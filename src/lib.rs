@@ -12,6 +12,7 @@
 //! | [`ratelimit`] | `tower-ai-ratelimit`: `RateLimitLayer`, memory and Redis stores | `ratelimit` |
 //! | [`cache`] | `tower-ai-cache`: `CacheLayer`, memory and Redis stores | `cache` |
 //! | [`client`] | `tower-ai-client`: the pooled HTTPS upstream client | `client` |
+//! | [`auth`] | `tower-ai-auth`: `AuthLayer`, gateway tokens and virtual keys | `auth` |
 //!
 //! # Examples
 //!
@@ -54,3 +55,6 @@ pub use tower_ai_cache as cache;
 
 #[cfg(feature = "provider-route")]
 pub use tower_ai_provider_route as provider_route;
+
+#[cfg(feature = "auth")]
+pub use tower_ai_auth as auth;
