@@ -33,6 +33,8 @@ pub struct Config {
     pub ratelimit: crate::ratelimit::RateLimitConfig,
     /// The response cache.
     pub cache: crate::cache::CacheConfig,
+    /// Gateway tokens, virtual keys and the admin token.
+    pub auth: crate::auth::AuthConfig,
     /// Prices that override or extend the shipped table: `[prices.PROVIDER."MODEL"]`
     /// with `input`, `output`, `cached_input`, `cache_write` (USD per million tokens).
     pub prices: toml::Table,
@@ -49,6 +51,7 @@ impl Default for Config {
             meter: MeterConfig::default(),
             ratelimit: crate::ratelimit::RateLimitConfig::default(),
             cache: crate::cache::CacheConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             prices: toml::Table::new(),
         }
     }
@@ -259,6 +262,21 @@ impl Config {
         config.prices()?;
         config.ratelimit.parsed_limits()?;
         config.cache.check()?;
+        config.auth.store(&config.providers()?)?;
+        let mut names = std::collections::HashSet::new();
+        for l in config
+            .ratelimit
+            .parsed_limits()?
+            .iter()
+            .chain(&config.auth.limits()?)
+        {
+            if !names.insert(l.name().to_owned()) {
+                return Err(ConfigError(format!(
+                    "the limit `{}` is named twice (a key's own limits are named KEY-LIMIT)",
+                    l.name()
+                )));
+            }
+        }
         Ok(config)
     }
 
