@@ -13,7 +13,7 @@ use tower_ai_auth::{AuthLayer, KeyStore, Token, TokenHash, VirtualKey, find_toke
 use tower_ai_core::{ErrorResponse, ProviderKeys, Providers};
 use tower_ai_ratelimit::Limit;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Secret};
 use crate::ratelimit::LimitConfig;
 
 /// `[auth]`. Off by default: the gateway then lets everyone in, as before.
@@ -66,6 +66,9 @@ pub struct KeyConfig {
     /// environment variable that holds each.
     #[serde(default)]
     pub provider_key_env: BTreeMap<String, String>,
+    /// The same, the keys themselves in the file. Prefer `provider_key_env`.
+    #[serde(default)]
+    pub provider_keys: BTreeMap<String, Secret>,
     /// Limits and budgets of this key alone, as `[[ratelimit.limits]]` (a `cost_usd`
     /// limit is a budget).
     #[serde(default)]
@@ -158,20 +161,35 @@ impl KeyConfig {
                 .chain(self.tags.iter().map(|(k, v)| (k.clone(), v.clone()))),
         );
         let mut keys = ProviderKeys::new();
-        for (provider, var) in &self.provider_key_env {
-            let p = providers.get(provider).ok_or_else(|| {
-                ConfigError::new(format!(
-                    "auth.keys `{name}`.provider_key_env: unknown provider `{provider}`"
-                ))
-            })?;
+        let from_env = self.provider_key_env.iter().map(|(provider, var)| {
             let secret = std::env::var(var).map_err(|_| {
                 ConfigError::new(format!(
                     "auth.keys `{name}`.provider_key_env.{provider}: environment variable {var} is not set"
                 ))
+            });
+            (provider, secret)
+        });
+        let inline = self
+            .provider_keys
+            .iter()
+            .map(|(provider, secret)| (provider, Ok(secret.expose().to_owned())));
+        for (provider, secret) in from_env.chain(inline) {
+            if self.provider_key_env.contains_key(provider)
+                && self.provider_keys.contains_key(provider)
+            {
+                return Err(ConfigError::new(format!(
+                    "auth.keys `{name}`: a key for `{provider}` in provider_keys and provider_key_env"
+                )));
+            }
+            let p = providers.get(provider).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "auth.keys `{name}`: a provider key for unknown provider `{provider}`"
+                ))
             })?;
+            let secret = secret?;
             keys = keys.with_key(p, &secret).map_err(|e| {
                 ConfigError::new(format!(
-                    "auth.keys `{name}`.provider_key_env.{provider}: {e}"
+                    "auth.keys `{name}`: provider key for `{provider}`: {e}"
                 ))
             })?;
         }
