@@ -111,14 +111,13 @@ fn admit(
         .ok_or_else(|| ErrorResponse::unauthorized("the gateway token is not valid"))?
         .clone();
     let target = ProviderPath::parse(parts.uri.path());
-    let target = target.map(|t| (Arc::<str>::from(t.provider), Arc::<str>::from(t.rest)));
     if key.restricts_providers() || key.restricts_models() {
         match &target {
-            Some((provider, _)) if key.allows_provider(provider) => {}
-            Some((provider, _)) => {
+            Some(t) if key.allows_provider(t.provider) => {}
+            Some(t) => {
                 return Err(forbidden(format!(
                     "this gateway token may not use provider `{}`",
-                    provider.chars().take(64).collect::<String>()
+                    t.provider.chars().take(64).collect::<String>()
                 )));
             }
             None => {
@@ -128,6 +127,15 @@ fn admit(
             }
         }
     }
+    // Only a key with a model list needs the path again, once the body is in.
+    let check = match target {
+        Some(t) if key.restricts_models() => Some(ModelCheck {
+            key: key.clone(),
+            provider: Arc::from(t.provider),
+            path: Arc::from(t.rest),
+        }),
+        _ => None,
+    };
     // The token goes no further: not to a provider, not into any layer's keys.
     headers::AUTHORIZATION.remove(&mut parts.headers);
     if let TokenSource::Credential(name) = source {
@@ -141,14 +149,7 @@ fn admit(
     if !key.tags().0.is_empty() {
         ext.insert(key.tags().clone());
     }
-    Ok(match target {
-        Some((provider, path)) if key.restricts_models() => Some(ModelCheck {
-            key,
-            provider,
-            path,
-        }),
-        _ => None,
-    })
+    Ok(check)
 }
 
 /// The body again once its model is allowed: both the model the body names and the one
