@@ -34,6 +34,8 @@ use crate::metering::Metering;
 /// - `GET /healthz`: `{"status":"ok"}`; `GET /metrics`, `/usage`, `/logs`; `DELETE /cache`.
 /// - everything else: meter, rate limits, cache (when enabled) and provider routing
 ///   (`/{provider}/...`) in front of the upstream client.
+/// - with `[auth] enabled`: the auth layer in front of the proxy (a gateway token per
+///   request), and the admin endpoints behind the admin token.
 ///
 /// Around it: a request id (`aigw-request-id`, kept when the client sent one, echoed on
 /// the response), tracing spans and access logs that never carry headers or queries, and
