@@ -38,5 +38,9 @@ fn keys_create_prints_a_token_and_the_toml_with_its_hash() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8(bad.stderr).unwrap().contains("letters, digits"));
+    assert!(
+        String::from_utf8(bad.stderr)
+            .unwrap()
+            .contains("letters, digits")
+    );
 }
