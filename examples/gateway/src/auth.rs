@@ -87,6 +87,12 @@ impl AuthConfig {
     /// The key store, when auth is on. Reads the provider keys from the environment.
     pub fn store(&self, providers: &Providers) -> Result<Option<KeyStore>, ConfigError> {
         if !self.enabled {
+            if !self.keys.is_empty() || !self.admin_token_hashes.is_empty() {
+                // Never a gateway its operator believes closed while it is open.
+                return Err(ConfigError::new(
+                    "auth: keys or admin tokens are set but auth.enabled is false, which would let everyone in; set enabled = true",
+                ));
+            }
             return Ok(None);
         }
         let mut store = KeyStore::new();
@@ -320,13 +326,20 @@ mod tests {
             limits[1].caller(),
             Some(tower_ai_core::key_id("tok").as_str())
         );
-        // Off: no store, no limits.
+        // Keys with auth off: an error, not an open gateway its operator thinks closed.
         let off = AuthConfig {
             enabled: false,
             ..c
         };
-        assert!(off.store(&Providers::builtin()).unwrap().is_none());
-        assert!(off.limits().unwrap().is_empty());
+        let err = off.store(&Providers::builtin()).unwrap_err().to_string();
+        assert!(err.contains("enabled = true"), "{err}");
+        assert!(
+            AuthConfig::default()
+                .store(&Providers::builtin())
+                .unwrap()
+                .is_none()
+        );
+        assert!(AuthConfig::default().limits().unwrap().is_empty());
     }
 
     #[test]
