@@ -13,6 +13,7 @@
 //! | [`cache`] | `tower-ai-cache`: `CacheLayer`, memory and Redis stores | `cache` |
 //! | [`fallback`] | `tower-ai-fallback`: `FallbackLayer`: universal endpoint, routes, retries, breakers | `fallback` |
 //! | [`client`] | `tower-ai-client`: the pooled HTTPS upstream client | `client` |
+//! | [`auth`] | `tower-ai-auth`: `AuthLayer`, gateway tokens and virtual keys | `auth` |
 //!
 //! # Examples
 //!
@@ -58,3 +59,6 @@ pub use tower_ai_fallback as fallback;
 
 #[cfg(feature = "provider-route")]
 pub use tower_ai_provider_route as provider_route;
+
+#[cfg(feature = "auth")]
+pub use tower_ai_auth as auth;

@@ -73,6 +73,9 @@ pub(crate) enum Scope<'a> {
     Shared,
     /// The entries of one credential (hashed here, never stored).
     Credential(&'a str),
+    /// The entries of a caller a layer in front identified (a virtual key's
+    /// [`CallerId`](tower_ai_core::CallerId)).
+    Caller(&'a str),
     /// Requests that carry no credential at all.
     Anonymous,
 }
@@ -113,6 +116,10 @@ impl KeyParts<'_> {
                 field(&mut h, b"credential");
                 // The credential only ever enters a hash.
                 field(&mut h, &Sha256::digest(c.as_bytes()));
+            }
+            Scope::Caller(id) => {
+                field(&mut h, b"caller");
+                field(&mut h, id.as_bytes());
             }
             Scope::Anonymous => field(&mut h, b"anonymous"),
         }
@@ -340,6 +347,11 @@ mod tests {
         assert_ne!(key_of(BODY, false, Scope::Anonymous, &h), key(BODY));
         assert_eq!(a, key_of(BODY, false, Scope::Credential("sk-a"), &h));
         assert!(!a.to_hex().contains("sk-a"));
+        // Virtual keys: one scope each, apart from any credential's.
+        let va = key_of(BODY, false, Scope::Caller("key_a"), &h);
+        assert_ne!(va, key_of(BODY, false, Scope::Caller("key_b"), &h));
+        assert_ne!(va, key_of(BODY, false, Scope::Credential("key_a"), &h));
+        assert_eq!(va, key_of(BODY, false, Scope::Caller("key_a"), &h));
     }
 
     #[test]

@@ -15,10 +15,11 @@ use crate::store::CacheStore;
 /// Whose cached answers a request may receive. See the [crate docs](crate#the-key).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CacheScope {
-    /// Each credential has its own entries (the default): the gateway token
-    /// (`aigw-authorization`) when there is one, else the provider key the request
-    /// carries; requests with neither share the anonymous entries. Only a hash of the
-    /// credential enters the key.
+    /// Each credential has its own entries (the default): the caller a layer in front
+    /// identified ([`CallerId`](tower_ai_core::CallerId), e.g. a virtual key) when there
+    /// is one, else the gateway token (`aigw-authorization`), else the provider key the
+    /// request carries; requests with none share the anonymous entries. Only a hash of
+    /// the credential enters the key.
     #[default]
     PerCredential,
     /// One cache for the whole gateway: any caller may get an answer first fetched by
@@ -236,6 +237,19 @@ impl CacheHandle {
     /// Removes every entry of the store.
     pub async fn purge_all(&self) {
         self.state.store.clear().await
+    }
+}
+
+/// The scope of a request: the caller a layer in front identified (a virtual key's
+/// [`CallerId`](tower_ai_core::CallerId)), else from its headers.
+pub(crate) fn scope_of<'a>(
+    config: &Config,
+    headers: &'a HeaderMap,
+    extensions: &'a http::Extensions,
+) -> Scope<'a> {
+    match (config.scope, extensions.get::<tower_ai_core::CallerId>()) {
+        (CacheScope::PerCredential, Some(caller)) => Scope::Caller(&caller.0),
+        _ => scope(config, headers),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::control::{self, Controls};
 use crate::flight::{CacheState, Plan};
 use crate::future::ResponseFuture;
 use crate::key::{CacheKey, KeyParts, What, temperature};
-use crate::layer::{Config, scope};
+use crate::layer::{Config, scope_of};
 
 /// Caches LLM responses. See the [crate docs](crate).
 pub struct Cache<S> {
@@ -178,7 +178,7 @@ pub(crate) fn prepare(pre: Pre, mut parts: http::request::Parts, bytes: Bytes) -
         },
     };
     let key = KeyParts {
-        scope: scope(config, &parts.headers),
+        scope: scope_of(config, &parts.headers, &parts.extensions),
         stream: llm.stream,
         what,
     }

@@ -5,12 +5,14 @@
 //! the cache status and the fallback step; the cache tells the meter what a hit saved;
 //! provider routing leaves the gateway's headers it removed and who the caller was.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::Usage;
 use crate::usage::FinalUsage;
+use crate::{InvalidProvider, Provider, Usage};
 use crate::{credential, headers, key_id};
 
 /// How the cache answered: `aigw-cache-status`.
@@ -92,6 +94,67 @@ impl CallerId {
     }
 }
 
+/// Request extension: provider keys the gateway holds for this caller (a virtual key's,
+/// put there by an auth layer), by provider name. Provider routing honours it: for a
+/// provider found here it removes every credential the client sent and puts this key in
+/// the provider's own header, ahead of any key the gateway holds for everyone. The
+/// client never holds these keys. The values are ready header values marked sensitive;
+/// `Debug` names only the providers.
+#[derive(Clone, Default)]
+pub struct ProviderKeys(Arc<HashMap<Arc<str>, (HeaderName, HeaderValue)>>);
+
+impl ProviderKeys {
+    /// No keys.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Holds `key` for `provider`, in the header its auth style names. Fails for a key
+    /// that cannot be a header value, and (as provider routing's own gateway keys do) for
+    /// a provider whose requests name their `{resource}` (Azure OpenAI) without an
+    /// allowlist of resources: a client could otherwise have the key sent to a host of
+    /// its choosing.
+    pub fn with_key(mut self, provider: &Provider, key: &str) -> Result<Self, InvalidProvider> {
+        if provider.resource_segment() && provider.allowed_resources().is_none() {
+            return Err(InvalidProvider::new(format!(
+                "a key for `{}` needs the list of resources it may be sent to (resources = [...])",
+                provider.name()
+            )));
+        }
+        let value = provider.auth().header_value(key)?;
+        Arc::make_mut(&mut self.0).insert(
+            provider.name_arc().clone(),
+            (provider.auth().header_name(), value),
+        );
+        Ok(self)
+    }
+
+    /// The header to send to `provider`, if a key is held for it.
+    pub fn get(&self, provider: &str) -> Option<(&HeaderName, &HeaderValue)> {
+        self.0.get(provider).map(|(n, v)| (n, v))
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for ProviderKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.0.keys().map(|k| &**k).collect();
+        names.sort_unstable();
+        f.debug_tuple("ProviderKeys").field(&names).finish()
+    }
+}
+
+/// Request extension: tags a layer in front attached to the caller (a virtual key's
+/// tags, put there by an auth layer). The meter records them with the request's
+/// `aigw-metadata` tags; on a clash these win, so a caller cannot pass itself off as
+/// another tenant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallerTags(pub Arc<[(String, String)]>);
+
 /// Where the first layer that reads a response's usage leaves it for every layer above
 /// it, so that a stream is parsed for usage at most once however many layers want it.
 ///
@@ -121,6 +184,34 @@ impl UsageSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_keys_are_ready_headers_and_never_printed() {
+        let providers = crate::Providers::builtin();
+        let keys = ProviderKeys::new()
+            .with_key(providers.get("anthropic").unwrap(), "sk-ant-SECRET")
+            .unwrap()
+            .with_key(providers.get("openai").unwrap(), "sk-SECRET")
+            .unwrap();
+        let (name, value) = keys.get("anthropic").unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("x-api-key", "sk-ant-SECRET")
+        );
+        assert!(value.is_sensitive());
+        assert_eq!(keys.get("openai").unwrap().1, "Bearer sk-SECRET");
+        assert!(keys.get("groq").is_none());
+        let debug = format!("{keys:?}");
+        assert!(
+            !debug.contains("SECRET") && debug.contains("anthropic"),
+            "{debug}"
+        );
+        assert!(
+            ProviderKeys::new()
+                .with_key(providers.get("azure-openai").unwrap(), "k")
+                .is_err()
+        );
+    }
 
     #[test]
     fn caller_id_prefers_the_gateway_token() {

@@ -16,7 +16,7 @@
 //!   with [`AigwHeader::get_in`](headers::AigwHeader::get_in), which also finds those a
 //!   layer in front removed and left in [`GatewayHeaders`].
 //! - Extensions layers leave for each other: [`ResolvedRoute`], [`GatewayHeaders`] and
-//!   [`CallerId`] on requests; [`CacheStatus`], [`FallbackStep`], [`KnownUsage`],
+//!   [`CallerId`], [`ProviderKeys`] and [`CallerTags`] on requests; [`CacheStatus`], [`FallbackStep`], [`KnownUsage`],
 //!   [`UsageSlot`] on responses.
 //! - [`ErrorResponse`]: the JSON error every layer answers with.
 //!
@@ -73,8 +73,8 @@ mod usage;
 pub use body::{Body, BoxError};
 pub use error::ErrorResponse;
 pub use ext::{
-    CacheStatus, CallerId, ClientAddr, FallbackStep, GatewayGenerated, GatewayHeaders, KnownUsage,
-    UsageSlot,
+    CacheStatus, CallerId, CallerTags, ClientAddr, FallbackStep, GatewayGenerated, GatewayHeaders,
+    KnownUsage, ProviderKeys, UsageSlot,
 };
 pub use observe::{ObservedBody, Observer, SseHandler, SseObserver, StreamEnd};
 pub use path::ProviderPath;

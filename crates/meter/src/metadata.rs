@@ -1,7 +1,7 @@
 //! The `aigw-metadata` request header: a JSON object of tags.
 
 use http::{Extensions, HeaderMap};
-use tower_ai_core::headers;
+use tower_ai_core::{CallerTags, headers};
 
 /// At most this many tags per request.
 pub(crate) const MAX_TAGS: usize = 16;
@@ -14,6 +14,16 @@ pub(crate) fn parse(
     h: &HeaderMap,
     ext: &Extensions,
 ) -> Result<Vec<(String, String)>, &'static str> {
+    let mut tags = from_header(h, ext)?;
+    // The caller's own tags (a virtual key's): they win over the client's.
+    if let Some(CallerTags(mine)) = ext.get::<CallerTags>() {
+        tags.retain(|(k, _)| !mine.iter().any(|(m, _)| m == k));
+        tags.extend(mine.iter().cloned());
+    }
+    Ok(tags)
+}
+
+fn from_header(h: &HeaderMap, ext: &Extensions) -> Result<Vec<(String, String)>, &'static str> {
     let Some(v) = headers::METADATA.get_in(h, ext) else {
         return Ok(Vec::new());
     };
@@ -53,6 +63,23 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("aigw-metadata", HeaderValue::from_static(v));
         h
+    }
+
+    #[test]
+    fn a_callers_tags_join_and_win() {
+        let mut ext = Extensions::new();
+        ext.insert(CallerTags(
+            vec![("tenant".to_owned(), "acme".to_owned())].into(),
+        ));
+        let t = parse(&with(r#"{"tenant":"evil","user":"u1"}"#), &ext).unwrap();
+        assert_eq!(
+            t,
+            vec![
+                ("user".to_owned(), "u1".to_owned()),
+                ("tenant".to_owned(), "acme".to_owned())
+            ]
+        );
+        assert_eq!(parse(&HeaderMap::new(), &ext).unwrap().len(), 1);
     }
 
     #[test]

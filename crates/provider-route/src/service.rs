@@ -4,7 +4,8 @@ use std::task::{Context, Poll};
 use http::header::{ACCEPT_ENCODING, HOST};
 use http::{Request, Response, Version};
 use tower_ai_core::{
-    AuthStyle, CallerId, ErrorResponse, GatewayHeaders, ProviderPath, ResolvedRoute, headers,
+    AuthStyle, CallerId, ErrorResponse, GatewayHeaders, ProviderKeys, ProviderPath, ResolvedRoute,
+    headers,
 };
 use tower_service::Service;
 
@@ -47,10 +48,22 @@ impl<S> ProviderRoute<S> {
             .ok_or_else(|| ErrorResponse::unknown_provider(split.provider))?;
         let upstream = upstream_uri(provider, &split, uri.query(), shared.account_id.as_deref())
             .map_err(ErrorResponse::bad_request)?;
+        // A key held for this caller (a virtual key's) first, then the gateway's own.
+        let caller_key = req
+            .extensions()
+            .get::<ProviderKeys>()
+            .and_then(|k| k.get(provider.name()))
+            .map(|(name, value)| (name.clone(), value.clone()));
+        let gateway_key = caller_key.or_else(|| {
+            shared
+                .keys
+                .get(provider.name())
+                .map(|v| (provider.auth().header_name(), v.clone()))
+        });
         let route = ResolvedRoute {
             provider: provider.name_arc().clone(),
             path: Arc::from(split.rest),
-            gateway_key: shared.keys.contains_key(provider.name()),
+            gateway_key: gateway_key.is_some(),
         };
 
         // Who is calling, before credentials are removed or replaced.
@@ -63,11 +76,11 @@ impl<S> ProviderRoute<S> {
         let taken = headers::take_all(h);
         h.remove(HOST);
         h.remove(ACCEPT_ENCODING);
-        if let Some(key) = shared.keys.get(provider.name()) {
+        if let Some((name, key)) = gateway_key {
             for name in AuthStyle::CREDENTIAL_HEADERS {
                 h.remove(name);
             }
-            h.insert(provider.auth().header_name(), key.clone());
+            h.insert(name, key);
         } else {
             // The client's own key goes through, but is never printed.
             for name in AuthStyle::CREDENTIAL_HEADERS {
@@ -211,6 +224,42 @@ mod tests {
         assert!(!res.headers().contains_key("connection"));
         assert!(!res.headers().contains_key("transfer-encoding"));
         assert_eq!(res.headers()["x-request-id"], "up-1");
+    }
+
+    #[tokio::test]
+    async fn a_callers_provider_keys_come_first_and_replace_the_clients() {
+        let providers = Providers::builtin();
+        let keys = ProviderKeys::new()
+            .with_key(providers.get("anthropic").unwrap(), "sk-ant-tenant")
+            .unwrap();
+        let layer = ProviderRouteLayer::new(providers)
+            .with_key("anthropic", "sk-ant-gw")
+            .unwrap();
+        let mut req = Request::post("/anthropic/v1/messages")
+            .header("authorization", "Bearer gateway-token")
+            .header("x-api-key", "client-key")
+            .body(String::new())
+            .unwrap();
+        req.extensions_mut().insert(keys.clone());
+        let (seen, _) = through(layer.clone(), req).await;
+        let seen = seen.unwrap();
+        assert_eq!(seen.headers()["x-api-key"], "sk-ant-tenant");
+        assert!(seen.headers()["x-api-key"].is_sensitive());
+        assert!(!seen.headers().contains_key("authorization"));
+        assert!(
+            seen.extensions()
+                .get::<ResolvedRoute>()
+                .unwrap()
+                .gateway_key
+        );
+        // A provider the caller holds no key for: the gateway's own, or the client's.
+        let mut req = Request::post("/openai/chat/completions")
+            .header("authorization", "Bearer sk-client")
+            .body(String::new())
+            .unwrap();
+        req.extensions_mut().insert(keys);
+        let (seen, _) = through(layer, req).await;
+        assert_eq!(seen.unwrap().headers()["authorization"], "Bearer sk-client");
     }
 
     #[tokio::test]

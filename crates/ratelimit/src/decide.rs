@@ -92,6 +92,10 @@ impl Plan {
         let steps = shared
             .limits
             .iter()
+            .filter(|l| match &l.caller {
+                None => true,
+                Some(only) => facts.caller.is_some_and(|c| c.0 == *only),
+            })
             .map(|l| {
                 let spec = Spec::of(l);
                 let taken = match l.quantity {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use http::HeaderMap;
-use tower_ai_core::{ClientAddr, LlmRequest, credential, headers, key_id};
+use tower_ai_core::{CallerId, ClientAddr, LlmRequest, credential, headers, key_id};
 
 use crate::limit::{KeyPart, Limit};
 
@@ -14,6 +14,8 @@ pub(crate) struct RequestFacts<'a> {
     pub(crate) provider: Option<&'a str>,
     pub(crate) client: Option<ClientAddr>,
     pub(crate) metadata: &'a [(String, String)],
+    /// Who the caller is, when a layer in front (auth, provider routing) said so.
+    pub(crate) caller: Option<&'a CallerId>,
 }
 
 /// The bucket of `limit` this request counts in. Values that could be secrets (the
@@ -27,6 +29,9 @@ pub(crate) fn bucket_key(limit: &Limit, spec_kind: &str, f: &RequestFacts<'_>) -
         k.push('|');
         match part {
             KeyPart::Global => k.push('*'),
+            KeyPart::ApiKey if f.caller.is_some() => {
+                k.push_str(f.caller.map_or("", |c| &c.0));
+            }
             KeyPart::ApiKey => {
                 let token = headers::AUTHORIZATION
                     .get(f.headers)
@@ -108,6 +113,7 @@ mod tests {
             provider: Some("openai"),
             client: Some(ClientAddr("10.1.2.3:5555".parse().unwrap())),
             metadata: &meta,
+            caller: None,
         };
         let k = bucket_key(
             &limit(vec![
@@ -124,5 +130,15 @@ mod tests {
         assert!(k.contains("|m\\|x|10.1.2.3|u1|key_"), "{k}");
         assert!(!k.contains("sk-secret") && !k.contains("search"));
         assert_eq!(bucket_key(&limit(vec![]), "fw", &f), "l:fw|*");
+        // A caller a layer in front identified (a virtual key) wins over the headers.
+        let caller = CallerId("key_0123456789abcdef".into());
+        let f = RequestFacts {
+            caller: Some(&caller),
+            ..f
+        };
+        assert_eq!(
+            bucket_key(&limit(vec![KeyPart::ApiKey]), "fw", &f),
+            "l:fw|key_0123456789abcdef"
+        );
     }
 }

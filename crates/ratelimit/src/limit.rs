@@ -121,6 +121,8 @@ pub struct Limit {
     pub(crate) quantity: Quantity,
     pub(crate) algorithm: Algorithm,
     pub(crate) period: Duration,
+    /// Counts only the requests of this caller ([`CallerId`](tower_ai_core::CallerId)).
+    pub(crate) caller: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Limit {
@@ -131,6 +133,7 @@ impl fmt::Debug for Limit {
             .field("quantity", &self.quantity)
             .field("algorithm", &self.algorithm)
             .field("period", &self.period)
+            .field("caller", &self.caller)
             .finish()
     }
 }
@@ -194,6 +197,7 @@ impl Limit {
             quantity,
             algorithm,
             period,
+            caller: None,
         })
     }
 
@@ -211,6 +215,20 @@ impl Limit {
     pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
         self.algorithm = algorithm;
         self
+    }
+
+    /// The same limit, counting only the requests of one caller: those whose
+    /// [`CallerId`](tower_ai_core::CallerId) (left in the request extensions by an auth
+    /// layer or provider routing) is `caller`; every other request passes it by. This is
+    /// how one tenant (a virtual key) gets limits and a budget of its own.
+    pub fn for_caller(mut self, caller: impl Into<Arc<str>>) -> Self {
+        self.caller = Some(caller.into());
+        self
+    }
+
+    /// The caller this limit is for, if only one.
+    pub fn caller(&self) -> Option<&str> {
+        self.caller.as_deref()
     }
 
     /// The limit's name.

@@ -5,7 +5,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
-use tower_ai_core::{Body, BoxError, ClientAddr, LlmRequest, ProviderPath, ResolvedRoute};
+use tower_ai_core::{
+    Body, BoxError, CallerId, CallerTags, ClientAddr, LlmRequest, ProviderPath, ResolvedRoute,
+};
 use tower_service::Service;
 
 use crate::body::RateLimitBody;
@@ -99,7 +101,13 @@ pub(crate) fn prepare(
             l
         }),
     };
-    let metadata = metadata(&parts.headers);
+    let mut metadata = metadata(&parts.headers);
+    // The caller's own tags (a virtual key's) win: a client cannot leave its team's
+    // budget by naming another team in `aigw-metadata`.
+    if let Some(CallerTags(mine)) = parts.extensions.get::<CallerTags>() {
+        metadata.retain(|(k, _)| !mine.iter().any(|(m, _)| m == k));
+        metadata.extend(mine.iter().cloned());
+    }
     let plan = {
         let facts = RequestFacts {
             headers: &parts.headers,
@@ -107,6 +115,7 @@ pub(crate) fn prepare(
             provider: target.as_ref().map(|(p, _)| &**p),
             client: parts.extensions.get::<ClientAddr>().copied(),
             metadata: &metadata,
+            caller: parts.extensions.get::<CallerId>(),
         };
         Plan::new(shared.clone(), &facts)
     };
@@ -232,6 +241,65 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(status(&svc).await, 200);
         assert_eq!(status(&svc).await, 429);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_for_one_caller_counts_only_its_requests() {
+        // Tenant A: 1 per minute of its own; tenant B has no limit; both share the
+        // credential header, as tenants behind one provider key do.
+        let limit = Limit::requests("a-rpm", vec![KeyPart::ApiKey], 1, Duration::from_secs(60))
+            .unwrap()
+            .for_caller("key_aaaaaaaaaaaaaaaa");
+        assert_eq!(limit.caller(), Some("key_aaaaaaaaaaaaaaaa"));
+        let svc = ServiceBuilder::new()
+            .layer(RateLimitLayer::new(MemoryStore::new()).with_limit(limit))
+            .service(ok_upstream());
+        let as_caller = |id: &'static str| {
+            let svc = svc.clone();
+            async move {
+                let mut r = req();
+                r.extensions_mut().insert(CallerId(id.into()));
+                svc.oneshot(r).await.unwrap().status().as_u16()
+            }
+        };
+        assert_eq!(as_caller("key_aaaaaaaaaaaaaaaa").await, 200);
+        assert_eq!(as_caller("key_aaaaaaaaaaaaaaaa").await, 429);
+        for _ in 0..5 {
+            assert_eq!(as_caller("key_bbbbbbbbbbbbbbbb").await, 200);
+        }
+        // No caller at all: not tenant A.
+        assert_eq!(svc.clone().oneshot(req()).await.unwrap().status(), 200);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(as_caller("key_aaaaaaaaaaaaaaaa").await, 200);
+    }
+
+    #[tokio::test]
+    async fn a_callers_tags_key_metadata_limits_over_the_clients() {
+        let limit = Limit::requests(
+            "team",
+            vec![KeyPart::Metadata("team".into())],
+            1,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(RateLimitLayer::new(MemoryStore::new()).with_limit(limit))
+            .service(ok_upstream());
+        let tagged = |claimed: &'static str| {
+            let svc = svc.clone();
+            async move {
+                let mut r = req();
+                r.headers_mut()
+                    .insert("aigw-metadata", claimed.parse().unwrap());
+                r.extensions_mut().insert(CallerTags(
+                    vec![("team".to_owned(), "search".to_owned())].into(),
+                ));
+                svc.oneshot(r).await.unwrap().status().as_u16()
+            }
+        };
+        assert_eq!(tagged(r#"{"team":"search"}"#).await, 200);
+        // Claiming another team in the header does not leave the key's own bucket.
+        assert_eq!(tagged(r#"{"team":"other"}"#).await, 429);
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,7 +16,8 @@ use axum::routing::get;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Request};
 use http_body_util::{LengthLimitError, Limited};
-use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
+use tower_ai_auth::AuthLayer;
 use tower_ai_client::{Client, ConnectError, TimeoutError};
 use tower_ai_core::{Body, BoxError, ClientAddr, ErrorResponse, headers};
 use tower_http::request_id::{
@@ -33,6 +34,8 @@ use crate::metering::Metering;
 /// - `GET /healthz`: `{"status":"ok"}`; `GET /metrics`, `/usage`, `/logs`; `DELETE /cache`.
 /// - everything else: meter, rate limits, cache (when enabled) and provider routing
 ///   (`/{provider}/...`) in front of the upstream client.
+/// - with `[auth] enabled`: the auth layer in front of the proxy (a gateway token per
+///   request), and the admin endpoints behind the admin token.
 ///
 /// Around it: a request id (`aigw-request-id`, kept when the client sent one, echoed on
 /// the response), tracing spans and access logs that never carry headers or queries, and
@@ -40,9 +43,11 @@ use crate::metering::Metering;
 pub async fn router(config: &Config) -> Result<Router, ConfigError> {
     let mut meter = Metering::new(config)?;
     let providers = config.providers()?;
+    let keys = config.auth.store(&providers)?;
+    let auth = crate::auth::layer(&keys, config.server.max_body_bytes);
     let ratelimit = config
         .ratelimit
-        .layer()
+        .layer_with(config.auth.limits()?)
         .await?
         .with_providers(config.providers()?)
         .with_prices(config.prices()?)
@@ -72,6 +77,8 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
         .route("/healthz", get(healthz))
         .merge(meter.admin_routes())
         .merge(crate::cache::routes(cache.as_ref().map(|c| c.handle())));
+    // With auth on, the admin endpoints need the admin token.
+    let app = crate::auth::guard_admin(app, &config.auth, &keys);
     // Each optional layer changes the response body type, so each combination is its own
     // stack type and becomes the router's fallback in its own branch. From the outside in:
     // fallback (each attempt goes through everything below it: metered, counted, cached
@@ -83,6 +90,7 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
         ($($layer:expr),*) => {
             proxy_service(
                 ServiceBuilder::new()$(.layer($layer))*.service(client),
+                auth.clone(),
                 limit,
             )
         };
@@ -112,6 +120,7 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
 /// The proxy as an axum service: the body limit, the stack, its errors as JSON.
 fn proxy_service<S, B>(
     stack: S,
+    auth: Option<AuthLayer>,
     limit: usize,
 ) -> impl tower::Service<
     Request<AxumBody>,
@@ -132,7 +141,14 @@ where
 {
     service_fn(move |req: Request<AxumBody>| {
         let stack = stack.clone();
-        async move { Ok::<_, Infallible>(proxy(stack, req, limit).await) }
+        let auth = auth.clone();
+        async move {
+            // Auth is outermost: a refused request reaches no layer below it.
+            Ok::<_, Infallible>(match auth {
+                Some(auth) => proxy(auth.layer(stack), req, limit).await,
+                None => proxy(stack, req, limit).await,
+            })
+        }
     })
 }
 

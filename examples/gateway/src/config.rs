@@ -36,6 +36,8 @@ pub struct Config {
     /// Retries, circuit breakers and configured routes (the universal endpoint is
     /// always on).
     pub fallback: crate::fallback::FallbackConfig,
+    /// Gateway tokens, virtual keys and the admin token.
+    pub auth: crate::auth::AuthConfig,
     /// Prices that override or extend the shipped table: `[prices.PROVIDER."MODEL"]`
     /// with `input`, `output`, `cached_input`, `cache_write` (USD per million tokens).
     pub prices: toml::Table,
@@ -53,6 +55,7 @@ impl Default for Config {
             ratelimit: crate::ratelimit::RateLimitConfig::default(),
             cache: crate::cache::CacheConfig::default(),
             fallback: crate::fallback::FallbackConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             prices: toml::Table::new(),
         }
     }
@@ -263,6 +266,21 @@ impl Config {
         config.prices()?;
         config.ratelimit.parsed_limits()?;
         config.cache.check()?;
+        config.auth.store(&config.providers()?)?;
+        let mut names = std::collections::HashSet::new();
+        for l in config
+            .ratelimit
+            .parsed_limits()?
+            .iter()
+            .chain(&config.auth.limits()?)
+        {
+            if !names.insert(l.name().to_owned()) {
+                return Err(ConfigError(format!(
+                    "the limit `{}` is named twice (a key's own limits are named KEY-LIMIT)",
+                    l.name()
+                )));
+            }
+        }
         Ok(config)
     }
 

@@ -26,6 +26,7 @@
 //! ```
 
 mod app;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod fallback;

@@ -19,10 +19,49 @@ struct Args {
     /// Address to listen on; overrides `listen` in the file. Default 127.0.0.1:8787.
     #[arg(long, short)]
     listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Gateway tokens (virtual keys and admin tokens).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum KeysCommand {
+    /// Makes a new token: prints it once, with the configuration to add (its hash only).
+    Create {
+        /// The key's name: letters, digits, `-`, `_`.
+        #[arg(long)]
+        name: String,
+        /// An admin token (opens /usage, /logs, DELETE /cache) instead of a virtual key.
+        #[arg(long)]
+        admin: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Keys {
+        command: KeysCommand::Create { name, admin },
+    }) = &args.command
+    {
+        return match tower_ai_gateway::auth::create_key(name, *admin) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gateway: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match &args.config {
         Some(path) => Config::load(path),
         None => Ok(Config::default()),

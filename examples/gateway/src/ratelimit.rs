@@ -110,7 +110,7 @@ fn period(name: &str, v: &Option<toml::Value>) -> Result<Duration, ConfigError> 
 }
 
 impl LimitConfig {
-    fn limit(&self) -> Result<Limit, ConfigError> {
+    pub(crate) fn limit(&self) -> Result<Limit, ConfigError> {
         let err = |m: String| ConfigError::new(format!("ratelimit.limits `{}`: {m}", self.name));
         let quantities = [
             self.requests.map(Quantity::Requests),
@@ -181,7 +181,13 @@ impl RateLimitConfig {
     /// The layer: connects to Redis now when the store is Redis (an unreachable server
     /// is a start-up error, never a limit quietly off).
     pub async fn layer(&self) -> Result<RateLimitLayer, ConfigError> {
-        let limits = self.parsed_limits()?;
+        self.layer_with(Vec::new()).await
+    }
+
+    /// The layer with `extra` limits too (the virtual keys' own).
+    pub async fn layer_with(&self, extra: Vec<Limit>) -> Result<RateLimitLayer, ConfigError> {
+        let mut limits = self.parsed_limits()?;
+        limits.extend(extra);
         let layer = if self.store == "redis" && !limits.is_empty() {
             let store = RedisStore::connect(&self.redis_url, &self.redis_prefix)
                 .await
