@@ -20,7 +20,9 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    buckets: DashMap<Box<str>, (Spec, Bucket)>,
+    /// Keyed with foldhash's per-process random seed: fast on the short keys limits use,
+    /// and a client cannot pick keys that collide.
+    buckets: DashMap<Box<str>, (Spec, Bucket), foldhash::fast::RandomState>,
     base: Instant,
     sweep_interval: u64,
     last_sweep: AtomicU64,
@@ -50,7 +52,7 @@ impl MemoryStore {
     pub fn with_sweep_interval(interval: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                buckets: DashMap::new(),
+                buckets: DashMap::with_hasher(foldhash::fast::RandomState::default()),
                 base: Instant::now(),
                 sweep_interval: u64::try_from(interval.as_nanos())
                     .unwrap_or(u64::MAX)

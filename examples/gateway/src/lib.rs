@@ -36,5 +36,5 @@ mod serve;
 
 pub use app::router;
 pub use config::{Config, ConfigError};
-pub use serve::{RunningGateway, serve, shutdown_signal};
+pub use serve::{RunningGateway, bind, serve, shutdown_signal};
 pub use tower_ai_core::BoxError;

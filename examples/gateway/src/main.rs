@@ -102,8 +102,7 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<(), tower_ai_gateway::BoxError> {
     let app = router(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = tower_ai_gateway::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
