@@ -54,3 +54,6 @@ pub use tower_ai_cache as cache;
 
 #[cfg(feature = "provider-route")]
 pub use tower_ai_provider_route as provider_route;
+
+#[cfg(feature = "compat")]
+pub use tower_ai_compat as compat;
