@@ -58,6 +58,7 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
         .build()
         .map_err(|e| ConfigError::new(format!("upstream client: {e}")))?;
     let route = config.route_layer()?;
+    let compat = crate::compat::layer(config)?;
     let limit = config.server.max_body_bytes;
     // The meter changes the response body type, so the two stacks are two types: each
     // becomes the router's fallback in its own branch. The meter is outermost so that it
@@ -86,10 +87,10 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
         };
     }
     let app = match (meter.layer.clone(), cache) {
-        (Some(m), Some(c)) => app.fallback_service(stack!(m, ratelimit, c, route)),
-        (Some(m), None) => app.fallback_service(stack!(m, ratelimit, route)),
-        (None, Some(c)) => app.fallback_service(stack!(ratelimit, c, route)),
-        (None, None) => app.fallback_service(stack!(ratelimit, route)),
+        (Some(m), Some(c)) => app.fallback_service(stack!(m, ratelimit, c, compat, route)),
+        (Some(m), None) => app.fallback_service(stack!(m, ratelimit, compat, route)),
+        (None, Some(c)) => app.fallback_service(stack!(ratelimit, c, compat, route)),
+        (None, None) => app.fallback_service(stack!(ratelimit, compat, route)),
     };
 
     let request_id = headers::REQUEST_ID.name;

@@ -33,6 +33,8 @@ pub struct Config {
     pub ratelimit: crate::ratelimit::RateLimitConfig,
     /// The response cache.
     pub cache: crate::cache::CacheConfig,
+    /// The `/compat` endpoints.
+    pub compat: crate::compat::CompatConfig,
     /// Prices that override or extend the shipped table: `[prices.PROVIDER."MODEL"]`
     /// with `input`, `output`, `cached_input`, `cache_write` (USD per million tokens).
     pub prices: toml::Table,
@@ -49,6 +51,7 @@ impl Default for Config {
             meter: MeterConfig::default(),
             ratelimit: crate::ratelimit::RateLimitConfig::default(),
             cache: crate::cache::CacheConfig::default(),
+            compat: crate::compat::CompatConfig::default(),
             prices: toml::Table::new(),
         }
     }

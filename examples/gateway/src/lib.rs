@@ -27,6 +27,7 @@
 
 mod app;
 pub mod cache;
+pub mod compat;
 pub mod config;
 mod metering;
 pub mod ratelimit;
