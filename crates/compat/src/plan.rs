@@ -180,6 +180,14 @@ pub(crate) fn native(
         WireFormat::WorkersAi => WireFormat::OpenAi,
         f => f,
     };
+    // A model that goes into a path (Gemini's, Azure's) must be one.
+    let in_path = target == WireFormat::Gemini || provider.resource_segment();
+    if in_path && !path_safe(model) {
+        return Err(bad(TranslateError::invalid(
+            "model",
+            "must be letters, digits, `-`, `.`, `_`, `@` and `/` between non-dot segments",
+        )));
+    }
     // The model as the provider knows it; Azure's `{resource}/{deployment}` is a path.
     let (body_model, openai_prefix) = if provider.resource_segment() {
         (
@@ -309,6 +317,16 @@ pub(crate) fn native(
     })
 }
 
+/// Whether `model` can stand in a path as it is.
+fn path_safe(model: &str) -> bool {
+    model
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._@/".contains(&b))
+        && model
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
 fn gemini_path(model: &str, stream: bool) -> String {
     if stream {
         format!("/v1beta/models/{model}:streamGenerateContent?alt=sse")
@@ -421,6 +439,15 @@ mod tests {
         );
         assert_eq!(parse_path("/openai/chat/completions"), None);
         assert_eq!(parse_path("/compat/models"), None);
+    }
+
+    #[test]
+    fn models_in_paths() {
+        assert!(path_safe("gemini-2.5-flash"));
+        assert!(path_safe("res/deploy_1"));
+        for bad in ["a?b", "a#b", "../x", "a//b", "a b", "a%2e", "x/.."] {
+            assert!(!path_safe(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(crate) fn chat(request: &Value, faults: &Faults, seq: u64) -> Reply {
     let finish_reason = if output.truncated { "length" } else { "stop" };
     let usage = chat_usage(input, output.words as u64);
     if let Some(name) = text::tool_to_call(request) {
-        return chat_tool_call(request, &model, &id, input, &name, seq);
+        return chat_tool_call(request, model, &id, input, &name, seq);
     }
 
     if !text::is_stream(request) {

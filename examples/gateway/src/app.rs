@@ -31,8 +31,9 @@ use crate::metering::Metering;
 /// Builds the gateway's router from a configuration.
 ///
 /// - `GET /healthz`: `{"status":"ok"}`; `GET /metrics`, `/usage`, `/logs`; `DELETE /cache`.
-/// - everything else: meter, rate limits, cache (when enabled) and provider routing
-///   (`/{provider}/...`) in front of the upstream client.
+/// - everything else: meter, rate limits, cache (when enabled), compat (`/compat/...`
+///   translated to the provider `model` names) and provider routing (`/{provider}/...`)
+///   in front of the upstream client.
 ///
 /// Around it: a request id (`aigw-request-id`, kept when the client sent one, echoed on
 /// the response), tracing spans and access logs that never carry headers or queries, and

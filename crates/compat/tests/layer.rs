@@ -1,0 +1,150 @@
+//! The layer with `service_fn` inner services: what passes through untouched, what is
+//! refused before it leaves, and bodies read from a stream.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_ai_compat::CompatLayer;
+use tower_ai_core::{Body, LlmRequest};
+
+type Seen = Arc<Mutex<Option<(String, Bytes, Option<LlmRequest>)>>>;
+
+async fn call(
+    layer: CompatLayer,
+    seen: &Seen,
+    answer: &'static str,
+    path: &str,
+    body: &'static str,
+) -> (StatusCode, http::HeaderMap, Bytes) {
+    let seen = seen.clone();
+    let upstream = service_fn(move |req: Request<Body>| {
+        let seen = seen.clone();
+        async move {
+            let uri = req.uri().to_string();
+            let llm = req.extensions().get::<LlmRequest>().cloned();
+            let body = req.into_body().collect_limited(1 << 20).await.unwrap();
+            *seen.lock().unwrap() = Some((uri, body, llm));
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .header("content-length", answer.len())
+                    .body(Full::new(Bytes::from_static(answer.as_bytes())))
+                    .unwrap(),
+            )
+        }
+    });
+    let svc = ServiceBuilder::new().layer(layer).service(upstream);
+    let req = Request::post(path)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn other_paths_pass_untouched() {
+    let seen = Seen::default();
+    let body = r#"{"model":"gpt-4o","messages":[]}"#;
+    let (status, headers, out) = call(
+        CompatLayer::new(),
+        &seen,
+        "{\"ok\":1}",
+        "/openai/chat/completions?x=1",
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["content-length"], "8",
+        "the answer's length is kept"
+    );
+    assert_eq!(&out[..], b"{\"ok\":1}");
+    let (uri, sent, llm) = seen.lock().unwrap().take().unwrap();
+    assert_eq!(uri, "/openai/chat/completions?x=1");
+    assert_eq!(&sent[..], body.as_bytes());
+    assert!(llm.is_none());
+}
+
+#[tokio::test]
+async fn the_native_request_carries_its_facts() {
+    let seen = Seen::default();
+    let answer = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}]}"#;
+    let (status, headers, out) = call(
+        CompatLayer::new(),
+        &seen,
+        answer,
+        "/v1/acct/gw/compat/chat/completions",
+        r#"{"model":"google-ai-studio/gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        !headers.contains_key("content-length"),
+        "the length changed"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "hi");
+    assert_eq!(v["model"], "gemini-2.5-flash");
+    let (uri, _, llm) = seen.lock().unwrap().take().unwrap();
+    assert_eq!(
+        uri,
+        "/v1/acct/gw/google-ai-studio/v1beta/models/gemini-2.5-flash:generateContent"
+    );
+    let llm = llm.unwrap();
+    assert_eq!(&*llm.provider, "google-ai-studio");
+    assert_eq!(llm.model.as_deref(), Some("gemini-2.5-flash"));
+}
+
+#[tokio::test]
+async fn refusals_before_anything_leaves() {
+    let seen = Seen::default();
+    // Too large, in Anthropic's dialect.
+    let layer = CompatLayer::new().with_max_body_bytes(16);
+    let (status, _, out) = call(
+        layer,
+        &seen,
+        "{}",
+        "/compat/v1/messages",
+        r#"{"model":"openai/gpt-4o","max_tokens":5,"messages":[]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "request_too_large");
+    // A model that would climb out of the path.
+    let (status, _, out) = call(
+        CompatLayer::new(),
+        &seen,
+        "{}",
+        "/compat/chat/completions",
+        r#"{"model":"google-ai-studio/../../x?key=1","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["error"]["param"], "model");
+    // Anthropic has no embeddings.
+    let (status, _, _) = call(
+        CompatLayer::new(),
+        &seen,
+        "{}",
+        "/compat/embeddings",
+        r#"{"model":"anthropic/claude","input":"x"}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        seen.lock().unwrap().is_none(),
+        "nothing reached the provider"
+    );
+}
