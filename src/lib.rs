@@ -11,6 +11,7 @@
 //! | [`meter`] | `tower-ai-meter`: `MeterLayer` and its recorders | `meter` |
 //! | [`ratelimit`] | `tower-ai-ratelimit`: `RateLimitLayer`, memory and Redis stores | `ratelimit` |
 //! | [`cache`] | `tower-ai-cache`: `CacheLayer`, memory and Redis stores | `cache` |
+//! | [`compat`] | `tower-ai-compat`: `CompatLayer`, one API (OpenAI's or Anthropic's) for every provider | `compat` |
 //! | [`client`] | `tower-ai-client`: the pooled HTTPS upstream client | `client` |
 //!
 //! # Examples
