@@ -5,9 +5,7 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tower_ai_core::{
-    BoxError, ObservedBody, Observer, ResponseUsage, SseParser, StreamEnd, WireFormat,
-};
+use tower_ai_core::{BoxError, ResponseUsage, SseParser, StreamEnd, WireFormat};
 
 use crate::plan::Translation;
 use crate::stream::StreamTranslator;
@@ -15,23 +13,6 @@ use crate::{Dialect, anthropic as a, gemini as g, openai as o, response};
 
 /// The largest whole (non-streamed) answer translated: 16 MiB.
 const MAX_JSON: usize = 16 * 1024 * 1024;
-
-/// Reads the native usage as the native bytes pass (feeds the usage slot).
-pub(crate) struct NativeUsage(pub(crate) Option<Box<ResponseUsage>>);
-
-impl Observer for NativeUsage {
-    fn on_data(&mut self, data: &Bytes) {
-        if let Some(r) = &mut self.0 {
-            r.on_data(data);
-        }
-    }
-
-    fn on_end(self, end: StreamEnd) {
-        if let Some(r) = self.0 {
-            r.finish(end);
-        }
-    }
-}
 
 /// A stream that ended without its terminal event: the translated stream is not
 /// closed as if it were complete.
@@ -98,18 +79,35 @@ pin_project! {
     /// Response body of [`Compat`](crate::Compat): the provider's answer as it came when
     /// it speaks the client's dialect, else translated, a stream event by event as it
     /// arrives. See the [crate docs](crate).
+    ///
+    /// A translated answer's native usage is read as it passes (a stream's events are
+    /// parsed once, for translation and usage alike) and settled exactly once: at the
+    /// end of the provider's body, on its error, or when the body is dropped first.
     pub struct ResponseBody<B> {
+        // `None` only while dropping: the inner body goes first.
         #[pin]
-        inner: Option<ObservedBody<B, NativeUsage>>,
+        inner: Option<B>,
         state: State,
+        usage: Option<Box<ResponseUsage>>,
+    }
+
+    impl<B> PinnedDrop for ResponseBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if let Some(usage) = this.usage.take() {
+                this.inner.set(None);
+                usage.finish(StreamEnd::Cancelled);
+            }
+        }
     }
 }
 
 impl<B> ResponseBody<B> {
     pub(crate) fn pass(inner: B) -> Self {
         Self {
-            inner: Some(ObservedBody::new(inner, NativeUsage(None))),
+            inner: Some(inner),
             state: State::Pass,
+            usage: None,
         }
     }
 
@@ -117,14 +115,22 @@ impl<B> ResponseBody<B> {
         Self {
             inner: None,
             state: State::Own(Some(bytes)),
+            usage: None,
         }
     }
 
-    pub(crate) fn translated(inner: B, usage: NativeUsage, state: State) -> Self {
+    pub(crate) fn translated(inner: B, usage: Option<Box<ResponseUsage>>, state: State) -> Self {
         Self {
-            inner: Some(ObservedBody::new(inner, usage)),
+            inner: Some(inner),
             state,
+            usage,
         }
+    }
+}
+
+fn settle(usage: &mut Option<Box<ResponseUsage>>, end: StreamEnd) {
+    if let Some(u) = usage.take() {
+        u.finish(end);
     }
 }
 
@@ -142,6 +148,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let state = this.state;
+        let usage = this.usage;
         if let State::Own(b) = state {
             return Poll::Ready(b.take().map(|b| Ok(Frame::data(b))));
         }
@@ -170,7 +177,12 @@ where
                     match ready!(inner.as_mut().poll_frame(cx)) {
                         Some(Ok(frame)) => {
                             if let Some(data) = frame.data_ref() {
-                                parser.feed(data, |e| translator.on_event(e.data, out));
+                                parser.feed(data, |e| {
+                                    if let Some(u) = usage.as_mut() {
+                                        u.on_event(&e);
+                                    }
+                                    translator.on_event(e.data, out);
+                                });
                             }
                             if !out.is_empty() {
                                 return Poll::Ready(Some(Ok(Frame::data(out.split().freeze()))));
@@ -178,10 +190,12 @@ where
                         }
                         Some(Err(e)) => {
                             *ended = true;
+                            settle(usage, StreamEnd::Failed);
                             return Poll::Ready(Some(Err(e.into())));
                         }
                         None => {
                             *ended = true;
+                            settle(usage, StreamEnd::Complete);
                             translator.on_end(out);
                             *truncated = !translator.is_complete();
                             if !out.is_empty() {
@@ -199,19 +213,25 @@ where
                             if let Some(data) = frame.data_ref() {
                                 if buf.len() + data.len() > MAX_JSON {
                                     *done = true;
+                                    settle(usage, StreamEnd::Failed);
                                     return Poll::Ready(Some(Err(Box::new(UntranslatableAnswer(
                                         "it is too large",
                                     )))));
                                 }
                                 buf.extend_from_slice(data);
+                                if let Some(u) = usage.as_mut() {
+                                    u.on_data(data);
+                                }
                             }
                         }
                         Some(Err(e)) => {
                             *done = true;
+                            settle(usage, StreamEnd::Failed);
                             return Poll::Ready(Some(Err(e.into())));
                         }
                         None => {
                             *done = true;
+                            settle(usage, StreamEnd::Complete);
                             return Poll::Ready(Some(
                                 translate_json(kind, buf)
                                     .map(Frame::data)

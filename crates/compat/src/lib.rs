@@ -33,7 +33,8 @@
 //! - **Errors** of the provider come back in the client's dialect with the provider's
 //!   status; a parameter the target has no equivalent for is a `400` naming it, unless
 //!   [`CompatLayer::with_drop_unsupported`] says to drop it.
-//! - **Usage**: a translated answer's native usage is read as it passes and left in the
+//! - **Usage**: a translated answer's native usage is read as it passes (a stream's
+//!   events are parsed once, for translation and usage alike) and left in the
 //!   [`UsageSlot`](tower_ai_core::UsageSlot), so a meter or rate limiter above records
 //!   it in the served provider's terms; core's
 //!   [`LlmRequest`](tower_ai_core::LlmRequest) knows a `/compat` request's provider and

@@ -145,7 +145,7 @@ pub(crate) fn respond<B>(res: Response<B>, plan: Option<Plan>) -> Response<Respo
     use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
     use tower_ai_core::{ResponseUsage, UsageSlot};
 
-    use crate::body::{JsonKind, NativeUsage, State};
+    use crate::body::{JsonKind, State};
     use crate::plan::Translation;
     use crate::stream::{AnthropicToOpenAi, GeminiToOpenAi, OpenAiToAnthropic, StreamTranslator};
 
@@ -162,7 +162,7 @@ pub(crate) fn respond<B>(res: Response<B>, plan: Option<Plan>) -> Response<Respo
         .to_owned();
     // The native usage, for the layers above (unless a layer below already reads it).
     let usage = if parts.extensions.get::<UsageSlot>().is_some() {
-        NativeUsage(None)
+        None
     } else {
         let slot = UsageSlot::new();
         let reader = ResponseUsage::new(
@@ -174,7 +174,7 @@ pub(crate) fn respond<B>(res: Response<B>, plan: Option<Plan>) -> Response<Respo
             slot.clone(),
         );
         parts.extensions.insert(slot);
-        NativeUsage(Some(Box::new(reader)))
+        Some(Box::new(reader))
     };
     let created = plan::created();
     let state = if !status.is_success() {

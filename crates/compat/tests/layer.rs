@@ -148,3 +148,54 @@ async fn refusals_before_anything_leaves() {
         "nothing reached the provider"
     );
 }
+
+const ANTHROPIC_SSE: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":3}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+async fn stream_call() -> Response<tower_ai_compat::ResponseBody<Full<Bytes>>> {
+    let upstream = service_fn(|_req: Request<Body>| async move {
+        Ok::<_, Infallible>(
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Full::new(Bytes::from_static(ANTHROPIC_SSE.as_bytes())))
+                .unwrap(),
+        )
+    });
+    let svc = ServiceBuilder::new()
+        .layer(CompatLayer::new())
+        .service(upstream);
+    let req = Request::post("/compat/chat/completions")
+        .body(Body::from(
+            r#"{"model":"anthropic/claude","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        ))
+        .unwrap();
+    svc.oneshot(req).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_native_usage_is_left_in_the_slot_once() {
+    use tower_ai_core::{UsageSlot, UsageSource};
+    // Read to the end: the provider's own figures, settled when its body ended.
+    let res = stream_call().await;
+    let slot = res.extensions().get::<UsageSlot>().unwrap().clone();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.ends_with(b"data: [DONE]\n\n"));
+    let u = slot.get().unwrap();
+    assert_eq!(u.source, UsageSource::Reported);
+    assert!(u.terminal);
+    let u = u.usage.unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens), (7, 3));
+
+    // Dropped unread: settled as it stood.
+    let res = stream_call().await;
+    let slot = res.extensions().get::<UsageSlot>().unwrap().clone();
+    assert!(slot.get().is_none());
+    drop(res);
+    let u = slot.get().expect("settled on drop");
+    assert!(!u.terminal);
+}
