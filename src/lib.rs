@@ -12,6 +12,7 @@
 //! | [`ratelimit`] | `tower-ai-ratelimit`: `RateLimitLayer`, memory and Redis stores | `ratelimit` |
 //! | [`cache`] | `tower-ai-cache`: `CacheLayer`, memory and Redis stores | `cache` |
 //! | [`fallback`] | `tower-ai-fallback`: `FallbackLayer`: universal endpoint, routes, retries, breakers | `fallback` |
+//! | [`compat`] | `tower-ai-compat`: `CompatLayer`, one API (OpenAI's or Anthropic's) for every provider | `compat` |
 //! | [`client`] | `tower-ai-client`: the pooled HTTPS upstream client | `client` |
 //! | [`auth`] | `tower-ai-auth`: `AuthLayer`, gateway tokens and virtual keys | `auth` |
 //!
@@ -62,3 +63,6 @@ pub use tower_ai_provider_route as provider_route;
 
 #[cfg(feature = "auth")]
 pub use tower_ai_auth as auth;
+
+#[cfg(feature = "compat")]
+pub use tower_ai_compat as compat;

@@ -479,3 +479,60 @@ async fn a_meter_above_fallback_records_the_step_that_served() {
         (1, 3, 16)
     );
 }
+
+#[tokio::test]
+async fn a_route_mixes_providers_through_compat() {
+    let mock = MockProvider::start().await.unwrap();
+    let gw = gateway_for(
+        &mock,
+        r#"
+        [fallback.routes.smart]
+        [[fallback.routes.smart.targets]]
+        provider = "anthropic"
+        model = "claude-sonnet-4-5"
+        headers = { "x-mock-status" = "529" }
+        [[fallback.routes.smart.targets]]
+        provider = "openai"
+        model = "gpt-4o-mini"
+        "#,
+    )
+    .await;
+    // Anthropic is overloaded: the OpenAI-format client gets OpenAI's answer.
+    let answer = ask(&sdk(format!("{}/compat", gw.url())), "smart").await;
+    assert_eq!(answer, reply_words(16));
+    let seen = mock.recorded();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].uri.path(),
+        "/v1/messages",
+        "translated for Anthropic"
+    );
+    let first: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(first["model"], "claude-sonnet-4-5");
+    assert_eq!(seen[1].uri.path(), "/v1/chat/completions");
+
+    // Anthropic up: its answer, translated into OpenAI's format, from step 0.
+    let gw = gateway_for(
+        &mock,
+        r#"
+        [fallback.routes.smart]
+        [[fallback.routes.smart.targets]]
+        provider = "anthropic"
+        model = "claude-sonnet-4-5"
+        [[fallback.routes.smart.targets]]
+        provider = "openai"
+        model = "gpt-4o-mini"
+        "#,
+    )
+    .await;
+    let res = post_json(
+        &client(),
+        &format!("{}/compat/chat/completions", gw.url()),
+        &[],
+        CHAT.replace("resilient", "smart").as_str(),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.headers["aigw-step"], "0");
+    assert_eq!(res.json()["object"], "chat.completion");
+}

@@ -115,6 +115,22 @@ impl LlmRequest {
     /// The longest model name kept, in bytes; a longer one is recorded as unknown.
     pub const MAX_MODEL_LEN: usize = 256;
 
+    /// The path segment of the one-API-for-every-provider endpoints (`/compat/chat/completions`,
+    /// `/compat/v1/messages`, `/compat/embeddings`). [`parse`](Self::parse) given this as the
+    /// provider takes the provider and model from the body's `model: "provider/model"`, so
+    /// that layers price, label and key such a request by the provider that serves it.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_ai_core::{LlmRequest, Operation};
+    /// let body = Bytes::from_static(br#"{"model":"anthropic/claude-sonnet-4-5","messages":[]}"#);
+    /// let r = LlmRequest::parse(LlmRequest::COMPAT_PROVIDER, "/chat/completions", body);
+    /// assert_eq!(&*r.provider, "anthropic");
+    /// assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5"));
+    /// assert_eq!(r.operation, Operation::ChatCompletions);
+    /// ```
+    pub const COMPAT_PROVIDER: &'static str = "compat";
+
     /// Parses the facts from a provider name, its provider-relative path and the body.
     ///
     /// Never fails: a body that is not JSON gives `json: false` and no model, and is
@@ -130,6 +146,7 @@ impl LlmRequest {
     /// assert!(r.stream);
     /// ```
     pub fn parse(provider: &str, path: &str, body: Bytes) -> Self {
+        let mut provider = provider;
         let operation = Operation::from_path(path);
         let (body_model, mut stream, json) = match serde_json::from_slice::<Peek<'_>>(&body) {
             Ok(peek) => (
@@ -144,7 +161,18 @@ impl LlmRequest {
             Some(m) => Some(m.as_ref()),
             None => model_from_path(provider, path),
         }
-        .filter(|m| m.len() <= Self::MAX_MODEL_LEN)
+        .filter(|m| m.len() <= Self::MAX_MODEL_LEN);
+        // `/compat/...`: the provider that serves is the one `model` names.
+        let model = match model {
+            Some(m) if provider == Self::COMPAT_PROVIDER => match m.split_once('/') {
+                Some((p, rest)) if !p.is_empty() && !rest.is_empty() => {
+                    provider = p;
+                    Some(rest)
+                }
+                _ => Some(m),
+            },
+            m => m,
+        }
         .map(Arc::<str>::from);
         if path.ends_with(":streamGenerateContent") {
             stream = true;
@@ -267,6 +295,31 @@ mod tests {
         // The body's model wins over the path's.
         let r = parse("workers-ai", "/v1/chat/completions", r#"{"model":"@cf/x"}"#);
         assert_eq!(r.model.as_deref(), Some("@cf/x"));
+    }
+
+    #[test]
+    fn compat_requests_name_their_provider_in_the_model() {
+        let r = parse(
+            "compat",
+            "/v1/messages",
+            r#"{"model":"openai/gpt-4o-mini","stream":true}"#,
+        );
+        assert_eq!(&*r.provider, "openai");
+        assert_eq!(r.model.as_deref(), Some("gpt-4o-mini"));
+        assert_eq!(r.operation, Operation::Messages);
+        assert!(r.stream);
+        // Without a provider in it, the model is kept as it is.
+        let r = parse("compat", "/chat/completions", r#"{"model":"gpt-4o"}"#);
+        assert_eq!(&*r.provider, "compat");
+        assert_eq!(r.model.as_deref(), Some("gpt-4o"));
+        // Only for the compat segment.
+        let r = parse(
+            "openrouter",
+            "/v1/chat/completions",
+            r#"{"model":"openai/gpt-4o"}"#,
+        );
+        assert_eq!(&*r.provider, "openrouter");
+        assert_eq!(r.model.as_deref(), Some("openai/gpt-4o"));
     }
 
     #[test]

@@ -178,8 +178,14 @@ pub(crate) fn prepare<R: Recorder>(
         http.response.status_code = tracing::field::Empty,
         outcome = tracing::field::Empty,
     );
+    // A `/compat` request is labelled by the provider its `model` names.
+    let label = if llm.provider != pre.provider {
+        pre.shared.provider_label(&llm.provider)
+    } else {
+        pre.label
+    };
     let ctx = Ctx {
-        label: pre.label,
+        label,
         shared: pre.shared,
         start: pre.start,
         started_at: pre.started_at,

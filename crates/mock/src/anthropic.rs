@@ -40,6 +40,50 @@ pub(crate) fn messages(request: &Value, faults: &Faults, seq: u64) -> Reply {
         })
     };
 
+    if let Some(name) = text::tool_to_call(request) {
+        let tool_id = format!("toolu_mock_{seq}");
+        let tokens = text::TOOL_CALL_TOKENS;
+        if !text::is_stream(request) {
+            return Reply::Json(to_bytes(&message(
+                json!([{"type": "tool_use", "id": tool_id, "name": name, "input": *text::TOOL_ARGS}]),
+                Some("tool_use"),
+                usage(tokens),
+            )));
+        }
+        let mut events = Events::new();
+        events.event(
+            "message_start",
+            &json!({"type": "message_start", "message": message(json!([]), None, usage(1))}),
+        );
+        events.event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}}),
+        );
+        events.event("ping", &json!({"type": "ping"}));
+        let args = text::TOOL_ARGS.to_string();
+        let (a, b) = args.split_at(args.len() / 2);
+        for piece in [a, b] {
+            events.event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}}),
+            );
+        }
+        events.event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+        );
+        events.event(
+            "message_delta",
+            &json!({
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                "usage": {"output_tokens": tokens},
+            }),
+        );
+        events.event("message_stop", &json!({"type": "message_stop"}));
+        return Reply::Stream(events);
+    }
+
     if !text::is_stream(request) {
         return Reply::Json(to_bytes(&message(
             json!([{"type": "text", "text": output.text()}]),

@@ -23,6 +23,9 @@
 //! | `POST .../responses`          | OpenAI Responses API, or its SSE stream                  |
 //! | `POST .../messages`           | Anthropic message, or its SSE stream                     |
 //! | `POST .../messages/count_tokens` | Anthropic `{"input_tokens": N}`                       |
+//! | `POST .../models/{m}:generateContent` | Gemini answer (`modelVersion` echoes `{m}`)        |
+//! | `POST .../models/{m}:streamGenerateContent` | Gemini SSE stream (as with `?alt=sse`): one event per word, the last with `finishReason` and `usageMetadata` |
+//! | `POST .../models/{m}:batchEmbedContents` / `:embedContent` | Gemini embeddings (same vectors as OpenAI's) |
 //! | `GET .../models`              | a fixed model list (Anthropic's shape when the request has `anthropic-version`) |
 //! | a known path, another method  | `405` with the format's JSON error and `allow`           |
 //! | anything else                 | `404`, OpenAI-style JSON error (`code: unknown_url`)     |
@@ -68,6 +71,16 @@
 //! | chat completions | role chunk, `n` content chunks, finish chunk, usage chunk (only with `stream_options.include_usage`, and then every chunk carries `"usage": null`), `[DONE]`: `n + 3` (`n + 4`) |
 //! | Responses API    | `response.created`, `.in_progress`, `.output_item.added`, `.content_part.added`, `n` × `.output_text.delta`, `.output_text.done`, `.content_part.done`, `.output_item.done`, `.completed` (or `.incomplete`): `n + 8` |
 //! | Anthropic        | `message_start`, `content_block_start`, `ping`, `n` × `content_block_delta`, `content_block_stop`, `message_delta`, `message_stop`: `n + 6` |
+//!
+//! **Tool calls**: a request that offers tools (OpenAI `tools[].function`, Anthropic
+//! `tools[]`, Gemini `functionDeclarations`), unless its tool choice is `none` or its
+//! last message is a tool's result, is answered with a call of the named tool (else the
+//! first one) with the arguments `{"location":"Paris","unit":"celsius"}` and 5 output
+//! tokens: OpenAI `tool_calls` (`call_mock_<k>`, `finish_reason: "tool_calls"`; streamed
+//! as the call's head then its arguments in two halves), Anthropic a `tool_use` block
+//! (`toolu_mock_<k>`, `stop_reason: "tool_use"`; streamed as two `input_json_delta`s),
+//! Gemini a `functionCall` part (one event when streamed). Errors on Gemini paths use
+//! Google's shape `{"error":{"code","message","status"}}`.
 //!
 //! # Faults
 //!
@@ -158,6 +171,7 @@
 mod anthropic;
 mod body;
 mod faults;
+mod gemini;
 mod openai;
 mod server;
 mod stats;

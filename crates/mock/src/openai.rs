@@ -26,6 +26,9 @@ pub(crate) fn chat(request: &Value, faults: &Faults, seq: u64) -> Reply {
     let id = format!("chatcmpl-mock-{seq}");
     let finish_reason = if output.truncated { "length" } else { "stop" };
     let usage = chat_usage(input, output.words as u64);
+    if let Some(name) = text::tool_to_call(request) {
+        return chat_tool_call(request, model, &id, input, &name, seq);
+    }
 
     if !text::is_stream(request) {
         return Reply::Json(to_bytes(&json!({
@@ -78,6 +81,72 @@ pub(crate) fn chat(request: &Value, faults: &Faults, seq: u64) -> Reply {
         let mut last = chunk(json!([]));
         last["usage"] = usage;
         events.data(&last);
+    }
+    events.done();
+    Reply::Stream(events)
+}
+
+/// A reply that calls `name` with [`text::TOOL_ARGS`], JSON or streamed (the id, name
+/// and empty arguments first, then the arguments in two halves).
+fn chat_tool_call(
+    request: &Value,
+    model: &str,
+    id: &str,
+    input: u64,
+    name: &str,
+    seq: u64,
+) -> Reply {
+    let call_id = format!("call_mock_{seq}");
+    let args = text::TOOL_ARGS.to_string();
+    let usage = chat_usage(input, text::TOOL_CALL_TOKENS);
+    if !text::is_stream(request) {
+        return Reply::Json(to_bytes(&json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": null, "refusal": null, "tool_calls": [
+                    {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+                ]},
+                "logprobs": null,
+                "finish_reason": "tool_calls",
+            }],
+            "usage": usage,
+            "system_fingerprint": FINGERPRINT,
+        })));
+    }
+    let include_usage = request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let chunk = |delta: Value, finish: Option<&str>| {
+        json!({
+            "id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        })
+    };
+    let mut events = Events::new();
+    events.data(&chunk(json!({"role": "assistant", "content": null}), None));
+    events.data(&chunk(
+        json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+        None,
+    ));
+    let (a, b) = args.split_at(args.len() / 2);
+    for piece in [a, b] {
+        events.data(&chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+            None,
+        ));
+    }
+    events.data(&chunk(json!({}), Some("tool_calls")));
+    if include_usage {
+        events.data(&json!({
+            "id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "system_fingerprint": FINGERPRINT, "choices": [], "usage": usage,
+        }));
     }
     events.done();
     Reply::Stream(events)

@@ -25,7 +25,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::body::{MockBody, Pacing, Reply};
 use crate::faults::Faults;
 use crate::stats::{Counter, Counters, RecordedRequest, Stats, Tracker};
-use crate::{anthropic, openai};
+use crate::{anthropic, gemini, openai};
 
 /// Request bodies above this size get a 413.
 const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
@@ -229,6 +229,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: oneshot
 enum Format {
     OpenAi,
     Anthropic,
+    Gemini,
 }
 
 impl Format {
@@ -236,6 +237,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::error(status, message),
             Format::Anthropic => anthropic::error(status, message),
+            Format::Gemini => gemini::error(status, message),
         }
     }
 
@@ -243,6 +245,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::invalid_request(message),
             Format::Anthropic => anthropic::invalid_request(message),
+            Format::Gemini => gemini::invalid_request(message),
         }
     }
 }
@@ -255,6 +258,10 @@ enum Route {
     Responses,
     Messages,
     CountTokens,
+    /// Gemini `generateContent` (`true`: streamed).
+    Generate(bool),
+    /// Gemini `batchEmbedContents` (`true`) or `embedContent`.
+    Embed(bool),
     Models(Format),
     MethodNotAllowed(Format, &'static str),
     NotFound,
@@ -281,6 +288,18 @@ impl Route {
                 return Route::Models(format);
             }
             return Route::MethodNotAllowed(format, "GET");
+        } else if let Some((_, verb)) = path
+            .rsplit_once(':')
+            .filter(|(p, _)| p.contains("/models/"))
+        {
+            let route = match verb {
+                "generateContent" => Route::Generate(false),
+                "streamGenerateContent" => Route::Generate(true),
+                "batchEmbedContents" => Route::Embed(true),
+                "embedContent" => Route::Embed(false),
+                _ => return Route::NotFound,
+            };
+            (route, Format::Gemini)
         } else if path.ends_with("/chat/completions") {
             (Route::Chat, Format::OpenAi)
         } else if path.ends_with("/embeddings") {
@@ -304,6 +323,7 @@ impl Route {
     fn format(self) -> Format {
         match self {
             Route::Messages | Route::CountTokens => Format::Anthropic,
+            Route::Generate(_) | Route::Embed(_) => Format::Gemini,
             Route::Models(format) | Route::MethodNotAllowed(format, _) => format,
             _ => Format::OpenAi,
         }
@@ -324,6 +344,7 @@ async fn handle(
     }
 
     let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
     let (body, body_error) = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(collected) => (collected.to_bytes(), None),
         Err(error) if error.is::<LengthLimitError>() => {
@@ -432,6 +453,19 @@ async fn handle(
                 Route::Responses => openai::responses(&request, &faults, seq),
                 Route::Messages => anthropic::messages(&request, &faults, seq),
                 Route::CountTokens => Reply::Json(anthropic::count_tokens(&request)),
+                Route::Generate(stream) => {
+                    gemini::generate(&request, &gemini_model(&path), stream, &faults, seq)
+                }
+                Route::Embed(batch) => match gemini::embed(&request, batch) {
+                    Ok(reply) => reply,
+                    Err(message) => {
+                        return Ok(json(
+                            StatusCode::BAD_REQUEST,
+                            format.invalid_request(&message),
+                            tracker,
+                        ));
+                    }
+                },
                 _ => match openai::embeddings(&request) {
                     Ok(reply) => reply,
                     Err(message) => {
@@ -446,6 +480,14 @@ async fn handle(
         }
     };
     Ok(respond(reply, &faults, tracker))
+}
+
+/// The model of a Gemini path: `.../models/{model}:verb`.
+fn gemini_model(path: &str) -> String {
+    path.rsplit_once("/models/")
+        .map(|(_, rest)| rest.split(':').next().unwrap_or(rest))
+        .unwrap_or("mock-model")
+        .to_owned()
 }
 
 /// A successful reply, with `reset_after` applied.

@@ -138,6 +138,52 @@ pub(crate) fn first_u64(request: &Value, names: &[&str]) -> Option<u64> {
         .find_map(|name| request.get(*name).and_then(Value::as_u64))
 }
 
+/// Output tokens of a reply that calls a tool.
+pub(crate) const TOOL_CALL_TOKENS: u64 = 5;
+
+/// The arguments of every mock tool call.
+pub(crate) static TOOL_ARGS: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| serde_json::json!({"location": "Paris", "unit": "celsius"}));
+
+/// The tool an OpenAI chat or Anthropic request asks to call: the named one, else the
+/// first offered, unless the choice is `none` or the last message is a tool's result.
+pub(crate) fn tool_to_call(request: &Value) -> Option<String> {
+    let tools = request.get("tools")?.as_array()?;
+    let choice = request.get("tool_choice");
+    let kind = choice.and_then(|c| c.as_str().or_else(|| c.get("type").and_then(Value::as_str)));
+    if kind == Some("none") {
+        return None;
+    }
+    let last = request.get("messages").and_then(Value::as_array)?.last()?;
+    let answered = last.get("role").and_then(Value::as_str) == Some("tool")
+        || last
+            .get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|b| {
+                b.iter()
+                    .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+            });
+    if answered {
+        return None;
+    }
+    let named = choice.and_then(|c| {
+        c.pointer("/function/name")
+            .or_else(|| c.get("name"))
+            .and_then(Value::as_str)
+    });
+    if let Some(n) = named {
+        return Some(n.to_owned());
+    }
+    tools
+        .iter()
+        .find_map(|t| {
+            t.pointer("/function/name")
+                .or_else(|| t.get("name"))
+                .and_then(Value::as_str)
+        })
+        .map(str::to_owned)
+}
+
 /// The request's `model`, or `mock-model`.
 pub(crate) fn model(request: &Value) -> &str {
     request

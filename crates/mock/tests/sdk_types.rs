@@ -163,3 +163,116 @@ async fn responses_api_parses() {
     };
     assert_eq!(incomplete.response.usage.as_ref().unwrap().output_tokens, 2);
 }
+
+#[tokio::test]
+async fn tool_calls_parse_plain_and_streamed() {
+    let mock = MockProvider::start().await.unwrap();
+    let mut body = chat(false);
+    body["tools"] = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+    let response: CreateChatCompletionResponse =
+        parse(&post(&mock, "/v1/chat/completions", body.clone()).await);
+    assert_eq!(
+        response.choices[0].finish_reason,
+        Some(FinishReason::ToolCalls)
+    );
+    let calls = response.choices[0].message.tool_calls.as_ref().unwrap();
+    assert_eq!(calls.len(), 1);
+
+    body["stream"] = json!(true);
+    let streamed = post(&mock, "/v1/chat/completions", body.clone()).await;
+    let mut args = String::new();
+    for data in sse_data(&streamed) {
+        let chunk: CreateChatCompletionStreamResponse = parse(data.as_bytes());
+        for call in chunk
+            .choices
+            .iter()
+            .flat_map(|c| c.delta.tool_calls.iter().flatten())
+        {
+            args.push_str(
+                call.function
+                    .as_ref()
+                    .and_then(|f| f.arguments.as_deref())
+                    .unwrap_or(""),
+            );
+        }
+    }
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"location": "Paris", "unit": "celsius"})
+    );
+
+    // Once the tool answered, or with `tool_choice: none`, the reply is text.
+    body["stream"] = json!(false);
+    body["tool_choice"] = json!("none");
+    let response: CreateChatCompletionResponse =
+        parse(&post(&mock, "/v1/chat/completions", body).await);
+    assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Stop));
+}
+
+#[tokio::test]
+async fn gemini_generate_content_and_embeddings() {
+    let mock = MockProvider::start().await.unwrap();
+    let body = json!({
+        "systemInstruction": {"parts": [{"text": "be brief"}]},
+        "contents": [{"role": "user", "parts": [{"text": "hello there"}]}],
+        "generationConfig": {"maxOutputTokens": 3}
+    });
+    let v: Value = parse(
+        &post(
+            &mock,
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            body.clone(),
+        )
+        .await,
+    );
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"][0]["text"],
+        reply_words(3)
+    );
+    assert_eq!(v["candidates"][0]["finishReason"], "MAX_TOKENS");
+    assert_eq!(v["usageMetadata"]["promptTokenCount"], 4);
+    assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 3);
+    assert_eq!(v["modelVersion"], "gemini-2.5-flash");
+
+    let streamed = post(
+        &mock,
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        body,
+    )
+    .await;
+    let events: Vec<Value> = sse_data(&streamed)
+        .iter()
+        .map(|d| parse(d.as_bytes()))
+        .collect();
+    assert_eq!(events.len(), 3);
+    let text: String = events
+        .iter()
+        .map(|e| {
+            e["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(text, reply_words(3));
+    assert!(events[2]["usageMetadata"].is_object() && events[1].get("usageMetadata").is_none());
+
+    let tools = json!({
+        "contents": [{"role": "user", "parts": [{"text": "weather?"}]}],
+        "tools": [{"functionDeclarations": [{"name": "get_weather"}]}]
+    });
+    let v: Value = parse(&post(&mock, "/v1beta/models/g:generateContent", tools).await);
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"][0]["functionCall"]["name"],
+        "get_weather"
+    );
+
+    let v: Value = parse(
+        &post(
+            &mock,
+            "/v1beta/models/text-embedding-004:batchEmbedContents",
+            json!({"requests": [{"content": {"parts": [{"text": "a"}]}, "outputDimensionality": 4}]}),
+        )
+        .await,
+    );
+    assert_eq!(v["embeddings"][0]["values"].as_array().unwrap().len(), 4);
+}

@@ -32,8 +32,10 @@ use crate::metering::Metering;
 /// Builds the gateway's router from a configuration.
 ///
 /// - `GET /healthz`: `{"status":"ok"}`; `GET /metrics`, `/usage`, `/logs`; `DELETE /cache`.
-/// - everything else: meter, rate limits, cache (when enabled) and provider routing
-///   (`/{provider}/...`) in front of the upstream client.
+/// - everything else: fallback (the universal endpoint `POST /`, configured routes,
+///   retries), meter, rate limits, cache (when enabled), compat (`/compat/...`
+///   translated to the provider `model` names) and provider routing (`/{provider}/...`)
+///   in front of the upstream client.
 /// - with `[auth] enabled`: the auth layer in front of the proxy (a gateway token per
 ///   request), and the admin endpoints behind the admin token.
 ///
@@ -68,6 +70,7 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
         .layer(&providers)?
         .with_max_body_bytes(config.server.max_body_bytes);
     meter.fallback = Some(fallback.handle());
+    let compat = crate::compat::layer(config)?;
     let limit = config.server.max_body_bytes;
     let cache = config.cache.layer().await?.map(|c| {
         c.with_providers(providers.clone())
@@ -83,7 +86,8 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
     // stack type and becomes the router's fallback in its own branch. From the outside in:
     // fallback (each attempt goes through everything below it: metered, counted, cached
     // per step), the meter (it records the gateway's own refusals too), the rate limiter
-    // (every request counts, cache hits give their token reservations back), the cache,
+    // (every request counts, cache hits give their token reservations back), the cache
+    // (keyed on the request as the client sent it), compat (translates `/compat/...`),
     // provider routing, the upstream client. The rate limiter reads usage below the meter and
     // leaves it in the usage slot, so a response is parsed once.
     macro_rules! stack {
@@ -97,10 +101,10 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
     }
     let f = fallback;
     let app = match (meter.layer.clone(), cache) {
-        (Some(m), Some(c)) => app.fallback_service(stack!(f, m, ratelimit, c, route)),
-        (Some(m), None) => app.fallback_service(stack!(f, m, ratelimit, route)),
-        (None, Some(c)) => app.fallback_service(stack!(f, ratelimit, c, route)),
-        (None, None) => app.fallback_service(stack!(f, ratelimit, route)),
+        (Some(m), Some(c)) => app.fallback_service(stack!(f, m, ratelimit, c, compat, route)),
+        (Some(m), None) => app.fallback_service(stack!(f, m, ratelimit, compat, route)),
+        (None, Some(c)) => app.fallback_service(stack!(f, ratelimit, c, compat, route)),
+        (None, None) => app.fallback_service(stack!(f, ratelimit, compat, route)),
     };
 
     let request_id = headers::REQUEST_ID.name;

@@ -38,6 +38,8 @@ pub struct Config {
     pub fallback: crate::fallback::FallbackConfig,
     /// Gateway tokens, virtual keys and the admin token.
     pub auth: crate::auth::AuthConfig,
+    /// The `/compat` endpoints.
+    pub compat: crate::compat::CompatConfig,
     /// Prices that override or extend the shipped table: `[prices.PROVIDER."MODEL"]`
     /// with `input`, `output`, `cached_input`, `cache_write` (USD per million tokens).
     pub prices: toml::Table,
@@ -56,6 +58,7 @@ impl Default for Config {
             cache: crate::cache::CacheConfig::default(),
             fallback: crate::fallback::FallbackConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            compat: crate::compat::CompatConfig::default(),
             prices: toml::Table::new(),
         }
     }

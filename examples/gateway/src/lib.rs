@@ -28,6 +28,7 @@
 mod app;
 pub mod auth;
 pub mod cache;
+pub mod compat;
 pub mod config;
 pub mod fallback;
 mod metering;

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::estimate::{by_length, estimate_tokens};
 use super::{StreamUsage, Usage, prompt_text, usage_from_json};
-use crate::{Operation, SseParser, StreamEnd, UsageSlot, WireFormat};
+use crate::{Operation, SseEvent, SseParser, StreamEnd, UsageSlot, WireFormat};
 
 /// JSON bodies larger than this are passed on but not parsed for usage.
 const MAX_JSON: usize = 16 * 1024 * 1024;
@@ -139,6 +139,15 @@ impl ResponseUsage {
                 }
             }
             Mode::Opaque => {}
+        }
+    }
+
+    /// One event of a stream the caller parses itself (a layer that reads every event
+    /// anyway, to translate it), instead of [`on_data`](Self::on_data): the stream is
+    /// parsed once. Ignored for a body that is not a stream.
+    pub fn on_event(&mut self, event: &SseEvent<'_>) {
+        if let Mode::Sse { usage, .. } = &mut self.mode {
+            usage.on_event(event);
         }
     }
 
