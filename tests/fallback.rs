@@ -536,3 +536,30 @@ async fn a_route_mixes_providers_through_compat() {
     assert_eq!(res.headers["aigw-step"], "0");
     assert_eq!(res.json()["object"], "chat.completion");
 }
+
+#[tokio::test]
+async fn a_retrying_policy_recovers_from_a_failed_first_attempt() {
+    let mock = MockProvider::start().await.unwrap();
+    let gw = gateway_for(&mock, "[fallback]\nmax_attempts = 2\nretry_delay_ms = 0").await;
+    let url = format!("{}/openai/chat/completions", gw.url());
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let res = post_json(&client(), &url, &[("x-mock-fail-first", "req-1")], body).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.headers["aigw-step"], "0");
+    assert_eq!(
+        mock.requests(),
+        2,
+        "the first attempt failed, the retry was answered"
+    );
+    // Without the policy, the failure is the answer.
+    let plain = gateway_for(&mock, "").await;
+    let res = post_json(
+        &client(),
+        &format!("{}/openai/chat/completions", plain.url()),
+        &[("x-mock-fail-first", "req-2")],
+        body,
+    )
+    .await;
+    assert_eq!(res.status, 503);
+    assert!(res.headers.get("aigw-step").is_none());
+}

@@ -143,12 +143,12 @@ impl Requests {
                 .header("x-mock-chunks", chunks)
                 .header("x-mock-chunk-delay-ms", delay_ms);
         }
-        if let Some(k) = t.fail_one_in
-            && FAILURE_SEQUENCE
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(u64::from(k))
-        {
-            request = request.header("x-mock-status", "503");
+        if let Some(k) = t.fail_one_in {
+            let n = FAILURE_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+            if n.is_multiple_of(u64::from(k)) {
+                // The mock fails the first attempt with this id and answers its retry.
+                request = request.header("x-mock-fail-first", format!("{}-{n}", t.nonce));
+            }
         }
         request
             .body(Full::new(Bytes::copy_from_slice(self.body.as_bytes())))

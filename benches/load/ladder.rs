@@ -83,16 +83,14 @@ const CACHE: Layer = Layer {
     off: Some("[cache]\nenabled = false\n"),
 };
 
-/// Fallback: a failed upstream call is retried on the next target.
-///
-/// The rung's failures are `x-mock-status: 503` on one request in ten. The gateway
-/// forwards that header to the next target too, so when the layer lands, its entry must
-/// send the retry somewhere that does not fail: a second mock, say, or a step whose own
-/// headers differ (the universal endpoint's per-step `headers`).
+/// Fallback: a failed upstream call is retried. One request in ten carries
+/// `x-mock-fail-first`, so its first attempt gets a 503 and its retry is answered: 10 %
+/// of requests cost two upstream calls. The gateway's `[fallback]` is always there
+/// (a pass-through for plain requests with its default policy), so it has no "off".
 const FALLBACK: Layer = Layer {
     section: "fallback",
-    on: "[fallback]\nenabled = true\n",
-    off: Some("[fallback]\nenabled = false\n"),
+    on: "[fallback]\nmax_attempts = 2\nretry_delay_ms = 0\n",
+    off: None,
 };
 
 /// One layer per section: what is switched off when a rung does not turn it on.

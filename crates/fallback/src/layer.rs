@@ -26,6 +26,9 @@ pub struct FallbackLayer {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) policy: RetryPolicy,
+    /// The policy retries or times plain requests too (not just universal and routed
+    /// ones): every request runs the attempt loop.
+    pub(crate) plain_retries: bool,
     pub(crate) routes: HashMap<Box<str>, Arc<Route>>,
     pub(crate) providers: Providers,
     pub(crate) breakers: Breakers,
@@ -67,6 +70,7 @@ impl FallbackLayer {
         Self {
             shared: Arc::new(Shared {
                 policy: RetryPolicy::default(),
+                plain_retries: false,
                 routes: HashMap::new(),
                 providers: Providers::builtin(),
                 breakers: Breakers::new(BreakerConfig::default()),
@@ -84,8 +88,17 @@ impl FallbackLayer {
 
     /// The policy for every request (a route's own policy wins; `aigw-` headers override
     /// either).
+    ///
+    /// A policy with more than one attempt or any timeout applies to plain
+    /// `/{provider}/...` requests too (retried on their own provider); the default one
+    /// leaves them to pass straight through.
     pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
-        self.shared_mut().policy = policy;
+        let shared = self.shared_mut();
+        shared.plain_retries = policy.max_attempts > 1
+            || policy.attempt_timeout.is_some()
+            || policy.total_timeout.is_some()
+            || policy.stream_idle_timeout.is_some();
+        shared.policy = policy;
         self
     }
 

@@ -11,7 +11,8 @@
 //!   [`Target`]s (provider, model, body overrides, keys), by rank, load-balanced by weight
 //!   within a rank.
 //! - **Retries**: any request with `aigw-max-attempts`, `aigw-retry-delay`, `aigw-backoff`
-//!   or `aigw-request-timeout` is retried on its own provider by that policy.
+//!   or `aigw-request-timeout`, or every request when the layer's own policy retries or
+//!   times out ([`FallbackLayer::with_policy`]), is retried on its own provider.
 //!
 //! Anything else passes straight through: the layer costs a few header lookups.
 //!

@@ -110,7 +110,7 @@ where
             ),
             Err(e) => return Ok(own(e)),
         }
-    } else if RetryPolicy::has_overrides(&parts.headers) {
+    } else if shared.plain_retries || RetryPolicy::has_overrides(&parts.headers) {
         let provider = ProviderPath::parse(path).map_or("", |p| p.provider);
         let step = Step {
             index: 0,

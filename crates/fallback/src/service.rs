@@ -71,7 +71,11 @@ where
         let post = req.method() == Method::POST;
         let universal = post && ProviderPath::is_universal(req.uri().path());
         let routed = post && !self.shared.routes.is_empty();
-        if !universal && !routed && !RetryPolicy::has_overrides(req.headers()) {
+        if !universal
+            && !routed
+            && !self.shared.plain_retries
+            && !RetryPolicy::has_overrides(req.headers())
+        {
             // Nothing to fall back to and nothing to retry: the request as it is.
             return ResponseFuture::inner(ready.call(req.map(Body::new)));
         }

@@ -862,3 +862,25 @@ async fn routes_expand_by_model_and_others_pass() {
         br#"{"model":"gpt-4o","messages":[]}"#
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retrying_layer_policy_covers_plain_requests() {
+    let layer = FallbackLayer::new().with_policy(RetryPolicy {
+        max_attempts: 3,
+        retry_delay: Duration::from_millis(10),
+        backoff: Backoff::Constant,
+        ..RetryPolicy::default()
+    });
+    let script = Script::new([Reply::Status(503), Reply::Fail, Reply::Status(200)]);
+    let res = svc(layer, &script)
+        .oneshot(
+            Request::post("/openai/chat/completions")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["aigw-step"], "0");
+    assert_eq!(script.calls().len(), 3);
+}

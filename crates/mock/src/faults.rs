@@ -24,6 +24,9 @@ pub mod header {
     pub const HANG: HeaderName = HeaderName::from_static("x-mock-hang");
     /// `x-mock-reset-after`: abort the connection after this many stream events.
     pub const RESET_AFTER: HeaderName = HeaderName::from_static("x-mock-reset-after");
+    /// `x-mock-fail-first: ID`: the first request carrying this ID gets a 503, every
+    /// later one (a retry) is answered normally. For failures a retry recovers from.
+    pub const FAIL_FIRST: HeaderName = HeaderName::from_static("x-mock-fail-first");
 }
 
 /// Faults to inject; see the [crate docs](crate#faults).

@@ -97,6 +97,7 @@
 //! | `x-mock-retry-after: N`      | `retry_after` | with `status`: send `retry-after: N` (no `retry-after` is sent unless asked for) |
 //! | `x-mock-hang: true`          | `hang`        | never send a response head |
 //! | `x-mock-reset-after: N`      | `reset_after` | streams: after `N` events (or after the last, if fewer) abort the connection; whole bodies: send the first half (nothing when `N` is 0), then abort |
+//! | `x-mock-fail-first: ID`     | (header only) | the first request with this `ID` gets a 503; later ones (retries) are answered |
 //!
 //! Faults apply in this order: latency, hang, status, then the reply with its stream
 //! timing and reset. Route, method and fault-header errors are answered first, without

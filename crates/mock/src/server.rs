@@ -57,8 +57,21 @@ pub struct MockProvider {
 struct Shared {
     config: MockConfig,
     counters: Arc<Counters>,
+    /// `x-mock-fail-first` ids already failed once (bounded: cleared when full).
+    failed_once: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
     /// Source of the `<counter>` in response ids; never reset.
     ids: AtomicU64,
+}
+
+impl Shared {
+    /// Whether `id` is seen for the first time (and remembers it).
+    fn first_sight(&self, id: &[u8]) -> bool {
+        let mut seen = self.failed_once.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= 1 << 16 {
+            seen.clear();
+        }
+        seen.insert(id.to_vec())
+    }
 }
 
 impl fmt::Debug for MockProvider {
@@ -96,6 +109,7 @@ impl MockProvider {
         let shared = Arc::new(Shared {
             config,
             counters: Arc::new(Counters::default()),
+            failed_once: Default::default(),
             ids: AtomicU64::new(0),
         });
         let (shutdown, shutdown_rx) = oneshot::channel();
@@ -353,6 +367,10 @@ async fn handle(
         Err(_) => (Bytes::new(), Some(StatusCode::BAD_REQUEST)),
     };
     let faults = shared.config.faults.with_headers(&parts.headers);
+    let fail_first = parts
+        .headers
+        .get(&crate::faults::header::FAIL_FIRST)
+        .is_some_and(|id| shared.first_sight(id.as_bytes()));
     let head = parts.method == Method::HEAD;
     let format = route.format();
     let not_found = matches!(route, Route::NotFound)
@@ -410,6 +428,15 @@ async fn handle(
         // Until hyper drops this future because the client went away; the tracker then
         // counts the request as cancelled.
         std::future::pending::<()>().await;
+    }
+    if fail_first {
+        shared.counters.bump(Counter::Errors);
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(json(
+            status,
+            format.error(status, "mock error (first attempt)"),
+            tracker,
+        ));
     }
     if let Some(status) = faults.status {
         shared.counters.bump(Counter::Errors);
