@@ -563,3 +563,58 @@ async fn a_retrying_policy_recovers_from_a_failed_first_attempt() {
     assert_eq!(res.status, 503);
     assert!(res.headers.get("aigw-step").is_none());
 }
+
+#[tokio::test]
+async fn below_fallback_the_meter_records_every_attempt_with_its_step() {
+    let mock = MockProvider::start().await.unwrap();
+    let gw = gateway_for(&mock, "").await;
+    let steps = r#"[
+      {"provider":"openai","endpoint":"chat/completions","headers":{"x-mock-status":"503"},"query":{"model":"gpt-4o-mini","messages":[]}},
+      {"provider":"anthropic","endpoint":"v1/messages","query":{"model":"claude-haiku-4-5","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}}
+    ]"#;
+    let res = post_json(&client(), &format!("{}/", gw.url()), &[], steps).await;
+    assert_eq!(res.headers["aigw-step"], "1");
+    let mut rows = Vec::new();
+    for _ in 0..200 {
+        let logs = send(
+            &client(),
+            request(Method::GET, &format!("{}/logs", gw.url()), &[], ""),
+        )
+        .await
+        .json();
+        rows = logs["logs"].as_array().unwrap().clone();
+        if rows.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let mut seen: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["provider"].as_str().unwrap().to_owned(),
+                r["status"].as_u64(),
+                r["fallback_step"].as_u64(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (
+                "anthropic".to_owned(),
+                Some(200),
+                Some(1),
+                "complete".to_owned()
+            ),
+            (
+                "openai".to_owned(),
+                Some(503),
+                Some(0),
+                "complete".to_owned()
+            ),
+        ]
+    );
+}

@@ -439,6 +439,8 @@ fn request(
         req.extensions_mut().remove::<ResolvedRoute>();
     }
     *req.headers_mut() = h;
+    // The layers below record which step an attempt was (the meter's `fallback_step`).
+    req.extensions_mut().insert(FallbackStep(step.index));
     if let Some(key) = key {
         let auth = shared
             .providers

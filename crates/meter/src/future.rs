@@ -338,7 +338,11 @@ fn metered<B, R: Recorder>(
     let head = Head {
         status,
         cache_status: parts.extensions.get::<CacheStatus>().copied(),
-        fallback_step: parts.extensions.get::<FallbackStep>().map(|s| s.0),
+        fallback_step: parts
+            .extensions
+            .get::<FallbackStep>()
+            .map(|s| s.0)
+            .or(ctx.fallback_step),
         gateway_generated: parts.extensions.get::<GatewayGenerated>().is_some(),
     };
     let strip = injected && sse && (200..300).contains(&status);
@@ -369,7 +373,7 @@ fn upstream_failed<R: Recorder>(ctx: Ctx<R>) {
         usage_source: UsageSource::Unknown,
         cost_usd: None,
         cache_status: None,
-        fallback_step: None,
+        fallback_step: ctx.fallback_step,
     };
     finish(&ctx.shared, &ctx.span, &record);
 }

@@ -8,8 +8,8 @@ use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use tower_ai_core::{
-    Body, BoxError, CallerId, ErrorResponse, LlmRequest, Operation, ProviderPath, ResolvedRoute,
-    WireFormat, headers,
+    Body, BoxError, CallerId, ErrorResponse, FallbackStep, LlmRequest, Operation, ProviderPath,
+    ResolvedRoute, WireFormat, headers,
 };
 use tower_service::Service;
 
@@ -195,6 +195,7 @@ pub(crate) fn prepare<R: Recorder>(
         llm,
         format,
         span,
+        fallback_step: parts.extensions.get::<FallbackStep>().map(|s| s.0),
     };
     (Request::from_parts(parts, Body::full(body)), ctx, injected)
 }

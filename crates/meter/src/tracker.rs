@@ -26,6 +26,8 @@ pub(crate) struct Ctx<R> {
     pub(crate) llm: LlmRequest,
     pub(crate) format: WireFormat,
     pub(crate) span: tracing::Span,
+    /// The fallback step this attempt is, when a fallback layer above said so.
+    pub(crate) fallback_step: Option<u32>,
 }
 
 /// What the meter learnt from the response head.
