@@ -27,7 +27,8 @@
 //!   (`retry-after-ms`, `x-ms-retry-after-ms`) is waited for when it fits the budget, and
 //!   otherwise the next step is tried at once; a per-attempt timeout (for a stream: to
 //!   its first byte); a total deadline over the whole chain.
-//! - **Breakers** ([`BreakerConfig`]): after N consecutive failures a target is skipped for
+//! - **Breakers** ([`BreakerConfig`]): when at least N of a target's attempts failed in a
+//!   rolling window, and they were at least half of them, the target is skipped for
 //!   a cool-down, then one probe is let through; its outcome closes or re-opens the
 //!   circuit. With every step's circuit open the answer is a 503 with `retry-after`.
 //! - **Streams**: nothing is committed to the client before the stream's first content:

@@ -181,6 +181,7 @@ where
                 }
             };
             Stats::add(&shared.stats.attempts);
+            shared.breakers.sent(&step.provider, now);
             if attempt > 1 {
                 Stats::add(&shared.stats.retries);
             }
@@ -197,7 +198,7 @@ where
                         if res.status().is_server_error() {
                             shared.breakers.failure(&step.provider, Instant::now());
                         } else {
-                            shared.breakers.success(&step.provider);
+                            shared.breakers.success(&step.provider, Instant::now());
                         }
                         if pos > 0 {
                             Stats::add(&shared.stats.fallbacks);
@@ -228,7 +229,7 @@ where
                 shared.breakers.failure(&step.provider, Instant::now());
             } else if matches!(admit, Admit::Probe) {
                 // A probe that met no provider failure does not leave the circuit stuck.
-                shared.breakers.success(&step.provider);
+                shared.breakers.success(&step.provider, Instant::now());
             }
             if let (Some(StatusCode::TOO_MANY_REQUESTS), Some((i, _)), Some(ring)) =
                 (failure.status, &key, &step.keys)

@@ -504,6 +504,7 @@ async fn breaker_opens_skips_and_closes_after_one_probe() {
     let layer = FallbackLayer::new().with_breaker(BreakerConfig {
         failures: 3,
         cool_down: Duration::from_secs(30),
+        ..BreakerConfig::default()
     });
     let handle = layer.handle();
     let script = Script::default();

@@ -23,8 +23,13 @@ pub struct FallbackConfig {
     /// The policy for every request (a route's own fields win).
     #[serde(flatten)]
     pub policy: PolicyConfig,
-    /// Consecutive failures that open a target's circuit; 0 = no breakers. Default 5.
+    /// Failures within `breaker_window_secs` that open a target's circuit (when they are
+    /// also at least `breaker_failure_ratio` of its attempts); 0 = no breakers. Default 5.
     pub breaker_failures: u32,
+    /// The share of a target's attempts in the window that must have failed. Default 0.5.
+    pub breaker_failure_ratio: f64,
+    /// The rolling window outcomes are counted over, s. Default 10.
+    pub breaker_window_secs: u64,
     /// How long an open circuit skips its target before one probe, s. Default 30.
     pub breaker_cool_down_secs: u64,
     /// Named routes: a request whose `model` is the name goes to the route's targets.
@@ -36,6 +41,8 @@ impl Default for FallbackConfig {
         Self {
             policy: PolicyConfig::default(),
             breaker_failures: 5,
+            breaker_failure_ratio: 0.5,
+            breaker_window_secs: 10,
             breaker_cool_down_secs: 30,
             routes: BTreeMap::new(),
         }
@@ -173,11 +180,21 @@ impl FallbackConfig {
     /// The layer this section describes. Routes' providers must be in `providers`.
     pub fn layer(&self, providers: &Providers) -> Result<FallbackLayer, ConfigError> {
         let policy = self.policy.apply(RetryPolicy::default(), "fallback")?;
+        if !(0.0..=1.0).contains(&self.breaker_failure_ratio) {
+            return Err(err(
+                "fallback.breaker_failure_ratio must be between 0.0 and 1.0".into(),
+            ));
+        }
+        if self.breaker_window_secs == 0 {
+            return Err(err("fallback.breaker_window_secs must be > 0".into()));
+        }
         let mut layer = FallbackLayer::new()
             .with_policy(policy.clone())
             .with_providers(providers.clone())
             .with_breaker(BreakerConfig {
                 failures: self.breaker_failures,
+                failure_ratio: self.breaker_failure_ratio,
+                window: Duration::from_secs(self.breaker_window_secs),
                 cool_down: Duration::from_secs(self.breaker_cool_down_secs),
             });
         for (name, rc) in &self.routes {
@@ -294,6 +311,11 @@ mod tests {
             ("[fallback]\nbackoff = \"fibonacci\"", "fallback.backoff"),
             ("[fallback]\nretry_on = [\"7xx\"]", "fallback.retry_on"),
             ("[fallback]\nrequest_timeout_ms = 0", "request_timeout_ms"),
+            (
+                "[fallback]\nbreaker_failure_ratio = 1.5",
+                "breaker_failure_ratio",
+            ),
+            ("[fallback]\nbreaker_window_secs = 0", "breaker_window_secs"),
             ("[fallback.routes.r]\ntargets = []", "at least one target"),
             (
                 "[[fallback.routes.r.targets]]\nprovider = \"nope\"",
