@@ -2,10 +2,10 @@
 //!
 //! The OpenAI SDK (`async-openai`) talks to `/compat/chat/completions` with
 //! `anthropic/...` and `google-ai-studio/...` models, streamed and not, tools included,
-//! and parses every chunk. The Anthropic side is a strict client written here (no
-//! maintained Rust Anthropic SDK builds on rustls without a second HTTP stack): `reqwest`
-//! plus serde types that follow Anthropic's documented message and event schemas with
-//! every required field and `deny_unknown_fields`, so an answer off the schema fails.
+//! and parses every chunk. The Anthropic side here is a strict client (`reqwest` plus
+//! serde types that follow Anthropic's documented message and event schemas with every
+//! required field and `deny_unknown_fields`, so an answer off the schema fails); the
+//! official Anthropic SDK (Python) runs against the same endpoint in `sdk_anthropic.rs`.
 //! Metering, caching and errors are checked on translated traffic.
 
 mod common;
