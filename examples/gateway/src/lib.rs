@@ -28,6 +28,7 @@
 mod app;
 pub mod cache;
 pub mod config;
+mod limits;
 mod metering;
 pub mod ratelimit;
 mod serve;
