@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -23,7 +23,7 @@ use tower_ai_gateway::RunningGateway;
 use tower_ai_mock::MockProvider;
 
 /// The tests of this file measure the whole process: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const STREAMS: usize = 2000;
 const WARM_UP: usize = 500;
@@ -283,7 +283,7 @@ fn tally(results: &[(usize, Plan, Seen)]) -> BTreeMap<Seen, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let mock = MockProvider::start().await.unwrap();
     let gw = gateway_for(
@@ -505,4 +505,77 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
         "RSS grew by {} KiB",
         rss_after - rss_before
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_cannot_make_the_gateway_buffer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let _serial = SERIAL.lock().await;
+    let mock = MockProvider::start().await.unwrap();
+    let gw = gateway_for(&mock, "[meter]\nlog_path = \"\"\n").await;
+    // 100,000 events, about 17 MB, all ready at once at the provider (which builds
+    // the whole stream in memory up front).
+    const CHUNKS: usize = 100_000;
+    let body = body(0);
+    let head = format!(
+        "POST /openai/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-mock-chunks: {CHUNKS}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let rss_before = rss_kib();
+    let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Read the head and a little of the stream, then nothing more.
+    let mut first = vec![0u8; 4096];
+    let n = within(10, s.read(&mut first)).await.unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    // The provider could send it all in milliseconds; the gateway takes only what the
+    // sockets hold, so the provider's stream stalls.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stalled = mock.stats();
+    let rss_stalled = rss_kib();
+    assert_eq!(
+        (stalled.requests, stalled.completed, stalled.cancelled),
+        (1, 0, 0),
+        "the provider's stream did not stall"
+    );
+    // Reading it all now: the stream was held back, not broken.
+    let mut rest = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = n;
+    let ends = loop {
+        let k = within(30, s.read(&mut buf)).await.unwrap();
+        if k == 0 {
+            break false;
+        }
+        total += k;
+        rest.extend_from_slice(&buf[..k]);
+        if rest.len() > 64 {
+            rest.drain(..rest.len() - 64);
+        }
+        if rest.ends_with(b"data: [DONE]\n\n\r\n0\r\n\r\n") {
+            break true;
+        }
+    };
+    assert!(
+        ends,
+        "the stream did not end with [DONE] and the last chunk"
+    );
+    within(10, mock.wait_for(|s| s.completed == 1)).await;
+    println!(
+        "slow reader: a {total}-byte stream held back by a client that did not read: the \
+         provider stalled ({stalled:?}); RSS {rss_before} KiB before, {rss_stalled} KiB stalled \
+         ({:+} KiB, the provider's own copy of the stream included)",
+        rss_stalled as i64 - rss_before as i64
+    );
+    // RSS is printed, not asserted: the provider runs in this process and builds the
+    // whole stream in memory up front (about twice its size while its buffer grows), so
+    // RSS cannot tell its memory from the gateway's. The stall is the proof: a gateway
+    // that buffered would have read the provider's stream to its end.
+    let _ = rss_stalled;
 }
