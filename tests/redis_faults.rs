@@ -125,8 +125,7 @@ async fn phase(gw: &RunningGateway, how_long: Duration) -> Tally {
     stop.store(true, Ordering::Relaxed);
     // Let the clients' last requests finish (each is bounded).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let t = tally.lock().unwrap().clone();
-    t
+    tally.lock().unwrap().clone()
 }
 
 /// The same request twice: whether the second is a cache hit (both must succeed).
