@@ -3,7 +3,8 @@
 //! the cache settings).
 //!
 //! Asserts: no panic; a config that parses builds all of them again without error (the
-//! parse already built them once).
+//! parse already built them once); an error never quotes a provider key (an input that
+//! holds `api_key = "sk-SECRETVALUE"` once never gets `SECRETVALUE` back in an error).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,7 +24,12 @@ fuzz_target!(|data: &[u8]| {
             let _ = config.upstream_timeouts();
         }
         Err(e) => {
-            let _ = e.to_string();
+            let e = e.to_string();
+            if text.matches("SECRETVALUE").count() == 1
+                && text.contains("api_key = \"sk-SECRETVALUE\"")
+            {
+                assert!(!e.contains("SECRETVALUE"), "an error quotes the key: {e}");
+            }
         }
     }
 });
