@@ -87,7 +87,7 @@ async fn run_one(c: HttpClient, url: String, i: usize, chunks: usize, plan: Plan
     let mut headers = vec![
         ("content-type", "application/json".to_owned()),
         ("x-mock-chunks", chunks_s),
-        ("x-mock-chunk-delay-ms", "2".to_owned()),
+        ("x-mock-chunk-delay-ms", "5".to_owned()),
     ];
     match plan {
         Plan::HangUpBeforeHead => headers.push(("x-mock-latency-ms", "2000".to_owned())),
@@ -363,14 +363,17 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
     let reached = m.requests - mock_before.requests;
     let never_sent = STREAMS as u64 - reached;
     assert!(never_sent <= hang_ups_before_head as u64, "{m:?}");
-    assert_eq!(
-        m.completed - mock_before.completed,
-        seen[&Seen::Complete],
-        "{m:?}"
-    );
+    // A client that hangs up mid-stream does so after half its stream at most, while
+    // the provider paces events 5 ms apart: only a client far slower than the stream (a
+    // loaded machine) can hang up after the provider sent its last event. Counted, and
+    // bounded by the mid-stream hang-ups.
+    let late = (m.completed - mock_before.completed)
+        .checked_sub(seen[&Seen::Complete])
+        .expect("the provider completed fewer streams than clients read in full");
+    assert!(late <= hang_ups_mid_stream as u64, "{m:?}");
     assert_eq!(
         m.cancelled - mock_before.cancelled,
-        seen[&Seen::HungUp] - never_sent,
+        seen[&Seen::HungUp] - never_sent - late,
         "{m:?}"
     );
     assert_eq!(m.resets - mock_before.resets, seen[&Seen::Reset], "{m:?}");
@@ -397,10 +400,13 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let get = |k: &str| delta.get(k).copied().unwrap_or(0);
-    assert_eq!(get("complete"), seen[&Seen::Complete], "{delta:?}");
+    assert!(
+        (seen[&Seen::Complete]..=seen[&Seen::Complete] + late).contains(&get("complete")),
+        "{delta:?}, late hang-ups {late}"
+    );
     assert_eq!(get("failed"), seen[&Seen::Reset], "{delta:?}");
     assert!(
-        get("cancelled") >= cancelled_upstream.max(hang_ups_mid_stream as u64)
+        get("cancelled") >= cancelled_upstream.max(hang_ups_mid_stream as u64 - late)
             && get("cancelled") <= seen[&Seen::HungUp],
         "cancelled: metered {delta:?}, provider saw {cancelled_upstream}, clients {}",
         seen[&Seen::HungUp]
@@ -462,7 +468,7 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
         "soak: {STREAMS} streams ({WARM_UP} warm-up first), {CONCURRENCY} at a time, in {:.1}s \
          (test {:.1}s in all)\n\
          soak: completed {}, client hang-ups {} ({} mid-stream, {} before the head), provider resets {}\n\
-         soak: provider got {reached} ({never_sent} hung up before it was asked): completed {}, cancelled {}, reset {}; connections accepted {}\n\
+         soak: provider got {reached} ({never_sent} hung up before it was asked): completed {}, cancelled {}, reset {}; connections accepted {}; hang-ups after the provider's last event {late}\n\
          soak: meter: {:?} (this run: complete {}, cancelled {}, failed {})\n\
          soak: alive tasks before {tasks_before}, after {tasks_after}; RSS before {} KiB, after {} KiB ({:+} KiB); after each quarter {rss_rounds:?} KiB\n\
          soak: ratelimit after: {rl}; replays {:?}",
