@@ -498,8 +498,9 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
     );
     // glibc keeps freed memory in its arenas rather than giving it back, and the first
     // quarter at full concurrency still grows them: RSS levels off rather than falling
-    // back. So: once levelled (after the first quarter), three more quarters (1,500
-    // streams) add under 8 MiB, and the whole run under 16 MiB; a leak of a few KiB per
+    // back (here: +13 to +16 MiB over the quiet baseline, most of it in the first
+    // quarter). So: once levelled (after the first quarter), three more quarters (1,500
+    // streams) add under 8 MiB, and the whole run under 24 MiB; a leak of over 5 KiB per
     // stream would break the first.
     assert!(
         rss_after <= rss_rounds[0] + 8 * 1024,
@@ -507,7 +508,7 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
         rss_after as i64 - rss_rounds[0] as i64
     );
     assert!(
-        rss_after <= rss_before + 16 * 1024,
+        rss_after <= rss_before + 24 * 1024,
         "RSS grew by {} KiB",
         rss_after - rss_before
     );
