@@ -292,6 +292,25 @@ mod tests {
     const BODY: &str =
         r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"temperature":0}"#;
 
+    /// Found by the `cache_key` fuzz target: a long number parsed a bit off, so the
+    /// canonical form of a canonical form was not itself.
+    #[test]
+    fn canonical_form_is_idempotent_for_long_numbers() {
+        for body in [
+            &b"[1.5, 0 ,-12345678345678901234567890, -92232014e-308]"[..],
+            b"{\"t\": 0.30000000000000004, \"x\": 2.2250738585072014e-308}",
+            b"[9007199254740993, 1e23, 8.98846567431158e307]",
+        ] {
+            let c = canonical_json(body).unwrap();
+            assert_eq!(
+                canonical_json(&c).unwrap(),
+                c,
+                "{}",
+                String::from_utf8_lossy(&c)
+            );
+        }
+    }
+
     #[test]
     fn key_order_and_whitespace_do_not_matter() {
         let reordered = r#"{ "temperature" : 0,

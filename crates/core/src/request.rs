@@ -148,13 +148,20 @@ impl LlmRequest {
     pub fn parse(provider: &str, path: &str, body: Bytes) -> Self {
         let mut provider = provider;
         let operation = Operation::from_path(path);
-        let (body_model, mut stream, json) = match serde_json::from_slice::<Peek<'_>>(&body) {
-            Ok(peek) => (
+        // Only an object: serde would also read a struct from an array, positionally
+        // (`["gpt-4o", true]` as model and stream).
+        let object = body.trim_ascii_start().first() == Some(&b'{');
+        let peeked = match object {
+            true => serde_json::from_slice::<Peek<'_>>(&body).ok(),
+            false => None,
+        };
+        let (body_model, mut stream, json) = match peeked {
+            Some(peek) => (
                 peek.model,
                 matches!(peek.stream, Some(serde_json::Value::Bool(true))),
                 true,
             ),
-            Err(_) => (None, false, false),
+            None => (None, false, false),
         };
         // The body's model wins over the path's; either one too long is unknown.
         let model = match &body_model {
@@ -218,6 +225,18 @@ mod tests {
 
     fn parse(provider: &str, path: &str, body: &'static str) -> LlmRequest {
         LlmRequest::parse(provider, path, Bytes::from_static(body.as_bytes()))
+    }
+
+    /// Found by the `request` fuzz target: a JSON array was read positionally as
+    /// `{model, stream}` and counted as a JSON object.
+    #[test]
+    fn only_an_object_is_json() {
+        let r = parse("openai", "/chat/completions", r#"["gpt-4o", true]"#);
+        assert_eq!((r.json, r.model, r.stream), (false, None, false));
+        let r = parse("openai", "/chat/completions", "[]");
+        assert!(!r.json);
+        let r = parse("openai", "/chat/completions", " \n{\"model\":\"m\"}");
+        assert_eq!((r.json, r.model.as_deref()), (true, Some("m")));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct SseParser {
     id: Option<String>,
     skip_lf: bool,
     started: bool,
+    /// How many bytes of a leading BOM were matched while not `started`.
+    bom: u8,
     discarding_line: bool,
     discarding_event: bool,
     overflowed: bool,
@@ -85,6 +87,7 @@ impl SseParser {
             id: None,
             skip_lf: false,
             started: false,
+            bom: 0,
             discarding_line: false,
             discarding_event: false,
             overflowed: false,
@@ -101,17 +104,33 @@ impl SseParser {
     /// stream, a partial event is not dispatched (as the spec says), and a caller can
     /// tell the stream was cut short.
     pub fn has_partial(&self) -> bool {
-        !self.line.is_empty() || self.data_lines > 0 || self.discarding_line
+        !self.line.is_empty()
+            || self.data_lines > 0
+            || self.discarding_line
+            || (!self.started && self.bom > 0)
     }
 
     /// Feeds one chunk, calling `on_event` for every event it completes.
     pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
         let mut rest = chunk;
-        if !self.started && !rest.is_empty() {
-            // A BOM may be split across chunks only in pathological streams; handle the
-            // common whole-BOM case.
+        if !self.started {
+            // A leading BOM is dropped, also when it is split across chunks.
+            const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
+            while usize::from(self.bom) < BOM.len() {
+                match rest.split_first() {
+                    None => return,
+                    Some((&b, tail)) if b == BOM[usize::from(self.bom)] => {
+                        self.bom += 1;
+                        rest = tail;
+                    }
+                    Some(_) => break,
+                }
+            }
             self.started = true;
-            rest = rest.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(rest);
+            if usize::from(self.bom) < BOM.len() {
+                // Not a BOM after all: what matched of it starts the first line.
+                self.line.extend_from_slice(&BOM[..usize::from(self.bom)]);
+            }
         }
         if self.skip_lf && !rest.is_empty() {
             self.skip_lf = false;
@@ -250,6 +269,31 @@ mod tests {
             ("message".into(), "line1\nline2".into()),
             ("message".into(), "[DONE]".into()),
         ]
+    }
+
+    /// Found by the `sse` fuzz target: a BOM split across chunks was kept as part of
+    /// the first field's name, so the first line (here an `id:`) was lost.
+    #[test]
+    fn a_bom_split_across_chunks_is_dropped() {
+        let whole: &[u8] = b"\xEF\xBB\xBFevent: e\ndata: x\n\n";
+        let want = vec![("e".to_owned(), "x".to_owned())];
+        assert_eq!(parse_chunks(&[whole]), want);
+        assert_eq!(
+            parse_chunks(&[&whole[..1], &whole[1..2], &whole[2..]]),
+            want
+        );
+        assert_eq!(parse_chunks(&[&whole[..2], b"", &whole[2..]]), want);
+        // Bytes that only begin like a BOM are the stream's own.
+        let mut p = SseParser::new();
+        let mut ids = Vec::new();
+        for c in [&b"\xEF\xBB"[..], b"id: 1\ndata: y\n\n"] {
+            p.feed(c, |e| ids.push(e.id.map(str::to_owned)));
+        }
+        assert_eq!(ids, vec![None]);
+        // A stream cut inside a BOM was cut short.
+        let mut p = SseParser::new();
+        p.feed(b"\xEF", |_| {});
+        assert!(p.has_partial());
     }
 
     #[test]

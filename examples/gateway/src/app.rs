@@ -108,6 +108,7 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
     };
 
     let request_id = headers::REQUEST_ID.name;
+    let max_headers = config.server.max_header_bytes;
     Ok(app.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeId::new()))
@@ -117,7 +118,10 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
                     .on_response(DefaultOnResponse::new().level(Level::INFO))
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
-            .layer(PropagateRequestIdLayer::new(request_id)),
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(axum::middleware::from_fn(move |req, next| {
+                crate::limits::check_headers(max_headers, req, next)
+            })),
     ))
 }
 

@@ -97,6 +97,10 @@ impl Default for MeterConfig {
 pub struct ServerConfig {
     /// Largest request body accepted, in bytes; larger ones get 413. Default 32 MiB.
     pub max_body_bytes: usize,
+    /// Largest total size of a request's headers, in bytes (`name: value\r\n` each);
+    /// larger ones get a JSON 431. Default 64 KiB. (hyper refuses heads over about
+    /// 400 KiB or with over 100 headers by itself, with a bare 431.)
+    pub max_header_bytes: usize,
     /// On SIGINT/SIGTERM, how long in-flight requests and streams may take to finish
     /// before the gateway exits anyway. Default 30.
     pub shutdown_timeout_secs: u64,
@@ -106,6 +110,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
             shutdown_timeout_secs: 30,
         }
     }

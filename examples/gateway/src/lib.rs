@@ -31,6 +31,7 @@ pub mod cache;
 pub mod compat;
 pub mod config;
 pub mod fallback;
+mod limits;
 mod metering;
 pub mod ratelimit;
 mod serve;
