@@ -290,7 +290,7 @@ where
             let mut res: Res<B> = own(ErrorResponse::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
-                "every target's circuit is open: the providers failed repeatedly",
+                "no target can take the request: their circuits are open (they failed repeatedly) or their keys were refused",
             ));
             if let Some(wait) = skipped_for {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -535,6 +535,9 @@ fn is_event_stream<B>(res: &Response<B>) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
+/// The most a stream's held start-up events may take before they are committed anyway.
+const MAX_HELD_BYTES: usize = 256 * 1024;
+
 /// Reads a stream's first events before committing it: content-free start-up events are
 /// held (for at most `stream_hold`), the first content commits, an error event or a
 /// failure before it moves on to the next attempt.
@@ -554,6 +557,7 @@ where
     let mut held = VecDeque::new();
     let mut hold_until: Option<Instant> = None;
     let mut seen_end = false;
+    let mut held_bytes = 0usize;
     let guarded = |held: VecDeque<http_body::Frame<Bytes>>,
                    body: Option<std::pin::Pin<Box<B>>>,
                    error: Option<BoxError>,
@@ -618,7 +622,12 @@ where
                     // Trailers: the stream is over.
                     None => verdict = EventKind::End,
                 }
+                held_bytes += frame.data_ref().map_or(0, |d| d.len());
                 held.push_back(frame);
+                if held_bytes > MAX_HELD_BYTES {
+                    // A provider sending start-up events without end: hold no more.
+                    break;
+                }
                 if hold_until.is_none() {
                     hold_until = Some(Instant::now() + policy.stream_hold);
                 }

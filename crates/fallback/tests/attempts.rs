@@ -885,3 +885,36 @@ async fn a_retrying_layer_policy_covers_plain_requests() {
     assert_eq!(res.headers()["aigw-step"], "0");
     assert_eq!(script.calls().len(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn held_start_up_events_are_bounded() {
+    // A provider that sends content-free events without end: past 256 KiB held, the
+    // stream is committed at once rather than held for the whole hold time.
+    let pad = "x".repeat(100 * 1024);
+    let big: &'static str = Box::leak(
+        format!("data: {{\"choices\":[{{\"delta\":{{\"role\":\"assistant\",\"content\":\"\",\"pad\":\"{pad}\"}}}}]}}\n\n")
+            .into_boxed_str(),
+    );
+    let layer = FallbackLayer::new().with_policy(RetryPolicy {
+        stream_hold: Duration::from_secs(60),
+        ..RetryPolicy::default()
+    });
+    let script = Script::new([Reply::Stream(
+        vec![(0, big), (0, big), (0, big), (0, big)],
+        End::Stall,
+    )]);
+    let start = Instant::now();
+    let res = svc(layer, &script)
+        .oneshot(universal(TWO_STEPS))
+        .await
+        .unwrap();
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "committed without waiting for the hold"
+    );
+    assert_eq!(res.headers()["aigw-step"], "0");
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, big);
+}
