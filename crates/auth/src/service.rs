@@ -253,7 +253,7 @@ mod tests {
     }
 
     async fn error_type(res: Response<ResponseBody<Full<Bytes>>>) -> String {
-        assert!(res.body().is_refusal());
+        assert!(res.body().is_own());
         assert_eq!(res.headers()["content-type"], "application/json");
         let body = res.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();

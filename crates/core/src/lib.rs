@@ -18,7 +18,8 @@
 //! - Extensions layers leave for each other: [`ResolvedRoute`], [`GatewayHeaders`] and
 //!   [`CallerId`], [`ProviderKeys`] and [`CallerTags`] on requests; [`CacheStatus`], [`FallbackStep`], [`KnownUsage`],
 //!   [`UsageSlot`] on responses.
-//! - [`ErrorResponse`]: the JSON error every layer answers with.
+//! - [`ErrorResponse`]: the JSON error every layer answers with, and [`LayerBody`]: the
+//!   response body of a layer that passes the inner body on or answers itself.
 //!
 //! # Examples
 //!
@@ -58,6 +59,7 @@ mod body;
 mod error;
 mod ext;
 pub mod headers;
+mod layer_body;
 mod observe;
 mod path;
 mod price;
@@ -76,6 +78,7 @@ pub use ext::{
     CacheStatus, CallerId, CallerTags, ClientAddr, FallbackStep, GatewayGenerated, GatewayHeaders,
     KnownUsage, ProviderKeys, UsageSlot,
 };
+pub use layer_body::LayerBody;
 pub use observe::{ObservedBody, Observer, SseHandler, SseObserver, StreamEnd};
 pub use path::ProviderPath;
 pub use price::{InvalidPriceTable, Price, PriceTable};

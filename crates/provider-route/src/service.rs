@@ -424,7 +424,7 @@ mod tests {
             assert!(seen.is_none(), "{path}");
             assert_eq!(res.status(), StatusCode::BAD_REQUEST);
             assert_eq!(res.headers()["content-type"], "application/json");
-            assert!(res.body().is_error());
+            assert!(res.body().is_own());
             let body: Bytes = res.into_body().collect().await.unwrap().to_bytes();
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["error"]["type"], "invalid_request_error", "{path}");
