@@ -496,10 +496,9 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
         tasks_after <= tasks_before,
         "tasks leaked: {tasks_before} before, {tasks_after} after"
     );
-    // glibc keeps freed memory in its arenas rather than giving it back, and the first
-    // quarter at full concurrency still grows them: RSS levels off rather than falling
-    // back (here: +13 to +16 MiB over the quiet baseline, most of it in the first
-    // quarter). So: once levelled (after the first quarter), three more quarters (1,500
+    // RSS does not fall back to the quiet baseline (here: +13 to +16 MiB, most of it in
+    // the first quarter; not glibc's arenas alone: `MALLOC_ARENA_MAX=1` grows as much;
+    // the cause is open, see SECURITY.md). So: once levelled (after the first quarter), three more quarters (1,500
     // streams) add under 8 MiB, and the whole run under 24 MiB; a leak of over 5 KiB per
     // stream would break the first.
     assert!(
