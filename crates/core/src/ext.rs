@@ -155,6 +155,21 @@ impl fmt::Debug for ProviderKeys {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallerTags(pub Arc<[(String, String)]>);
 
+/// Response extension: the request that actually served a response, when a layer below
+/// chose it (a fallback step): its provider, its provider-relative path and the body it
+/// sent. A layer above that records by provider and model (the meter) reads this instead
+/// of the client's request, and parses the body only then: the layer that sets it never
+/// does.
+#[derive(Clone, Debug)]
+pub struct ServedRequest {
+    /// The provider's name (or `compat`, for a `/compat/...` step).
+    pub provider: Arc<str>,
+    /// The provider-relative path, e.g. `/chat/completions`.
+    pub path: Arc<str>,
+    /// The body sent.
+    pub body: bytes::Bytes,
+}
+
 /// Where the first layer that reads a response's usage leaves it for every layer above
 /// it, so that a stream is parsed for usage at most once however many layers want it.
 ///

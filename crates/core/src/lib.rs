@@ -17,7 +17,7 @@
 //!   layer in front removed and left in [`GatewayHeaders`].
 //! - Extensions layers leave for each other: [`ResolvedRoute`], [`GatewayHeaders`] and
 //!   [`CallerId`], [`ProviderKeys`] and [`CallerTags`] on requests; [`CacheStatus`], [`FallbackStep`], [`KnownUsage`],
-//!   [`UsageSlot`] on responses.
+//!   [`UsageSlot`], [`ServedRequest`] on responses.
 //! - [`ErrorResponse`]: the JSON error every layer answers with, and [`LayerBody`]: the
 //!   response body of a layer that passes the inner body on or answers itself.
 //!
@@ -76,7 +76,7 @@ pub use body::{Body, BoxError};
 pub use error::ErrorResponse;
 pub use ext::{
     CacheStatus, CallerId, CallerTags, ClientAddr, FallbackStep, GatewayGenerated, GatewayHeaders,
-    KnownUsage, ProviderKeys, UsageSlot,
+    KnownUsage, ProviderKeys, ServedRequest, UsageSlot,
 };
 pub use layer_body::LayerBody;
 pub use observe::{ObservedBody, Observer, SseHandler, SseObserver, StreamEnd};

@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tower::ServiceExt;
 use tower_ai_core::{
     AuthStyle, Body, BoxError, ErrorResponse, FallbackStep, GatewayGenerated, LlmRequest,
-    ProviderPath, ResolvedRoute, SseParser, WireFormat, headers,
+    ProviderPath, ResolvedRoute, ServedRequest, SseParser, WireFormat, headers,
 };
 use tower_service::Service;
 
@@ -309,7 +309,9 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// Reads the client's body, at most `limit` bytes.
+/// Reads the client's body, at most `limit` bytes. (Not `Body::collect_limited`: awaited
+/// inside this boxed `Send` future, its future trips rustc's higher-ranked lifetime check,
+/// "implementation of `From` is not general enough".)
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ErrorResponse> {
     let mut body = http_body_util::Limited::new(body, limit);
     let mut buf = bytes::BytesMut::new();
@@ -361,8 +363,11 @@ fn mark<B>(res: &mut Res<B>, index: u32) {
 /// fallback layer records the step that served, not the client's request).
 fn served<B>(res: &mut Res<B>, step: &Step) {
     if let Some(p) = ProviderPath::parse(step.path.split('?').next().unwrap_or("")) {
-        res.extensions_mut()
-            .insert(LlmRequest::parse(p.provider, p.rest, step.body.clone()));
+        res.extensions_mut().insert(ServedRequest {
+            provider: Arc::from(p.provider),
+            path: Arc::from(p.rest),
+            body: step.body.clone(),
+        });
     }
 }
 

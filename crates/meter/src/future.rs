@@ -12,7 +12,7 @@ use http_body_util::combinators::Collect;
 use pin_project_lite::pin_project;
 use tower_ai_core::{
     Body, BoxError, CacheStatus, ErrorResponse, FallbackStep, GatewayGenerated, KnownUsage,
-    LlmRequest, Operation, ResponseUsage, UsageSlot, WireFormat,
+    LlmRequest, Operation, ResponseUsage, ServedRequest, UsageSlot, WireFormat,
 };
 use tower_service::Service;
 
@@ -300,7 +300,11 @@ fn metered<B, R: Recorder>(
 ) -> Response<MeteredBody<B, R>> {
     let (mut parts, body) = res.into_parts();
     // A layer below chose where the request went (a fallback step): record that.
-    if let Some(served) = parts.extensions.get::<LlmRequest>()
+    let served = parts
+        .extensions
+        .get::<ServedRequest>()
+        .map(|s| LlmRequest::parse(&s.provider, &s.path, s.body.clone()));
+    if let Some(served) = served
         && (served.provider != ctx.llm.provider || served.model != ctx.llm.model)
     {
         ctx.label = ctx.shared.provider_label(&served.provider);
@@ -309,7 +313,7 @@ fn metered<B, R: Recorder>(
             .providers
             .get(&served.provider)
             .map_or(WireFormat::OpenAi, |p| p.format());
-        ctx.llm = served.clone();
+        ctx.llm = served;
     }
     let status = parts.status.as_u16();
     let content_type = parts

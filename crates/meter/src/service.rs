@@ -73,7 +73,7 @@ where
         let target = match parts.extensions.get::<ResolvedRoute>() {
             Some(r) => Some((r.provider.clone(), r.path.clone())),
             // Above a fallback layer: the universal endpoint, labelled by the step that
-            // served once the response says which (an `LlmRequest` response extension).
+            // served once the response says which (a `ServedRequest` response extension).
             None if ProviderPath::is_universal(parts.uri.path()) => {
                 Some((Arc::<str>::from("universal"), Arc::<str>::from("/")))
             }
