@@ -150,6 +150,10 @@ impl Breakers {
         }
     }
 
+    pub(crate) fn config(&self) -> BreakerConfig {
+        self.config
+    }
+
     pub(crate) fn admit(&self, target: &str, now: Instant) -> Admit {
         if self.config.failures == 0 {
             return Admit::Yes;

@@ -32,7 +32,6 @@ pub(crate) struct Shared {
     pub(crate) routes: HashMap<Box<str>, Arc<Route>>,
     pub(crate) providers: Providers,
     pub(crate) breakers: Breakers,
-    pub(crate) breaker: BreakerConfig,
     pub(crate) max_body_bytes: usize,
     pub(crate) seed: Option<u64>,
     pub(crate) stats: Stats,
@@ -74,7 +73,6 @@ impl FallbackLayer {
                 routes: HashMap::new(),
                 providers: Providers::builtin(),
                 breakers: Breakers::new(BreakerConfig::default()),
-                breaker: BreakerConfig::default(),
                 max_body_bytes: 32 * 1024 * 1024,
                 seed: None,
                 stats: Stats::default(),
@@ -105,7 +103,7 @@ impl FallbackLayer {
     /// Adds a configured route: a request whose `model` is `name` is expanded into the
     /// route's targets.
     pub fn with_route(mut self, name: impl Into<Box<str>>, mut route: Route) -> Self {
-        let cool_down = self.shared.breaker.cool_down;
+        let cool_down = self.shared.breakers.config().cool_down;
         route.build_rings(cool_down);
         self.shared_mut()
             .routes
@@ -124,7 +122,6 @@ impl FallbackLayer {
     /// cool-down to follow it too.
     pub fn with_breaker(mut self, config: BreakerConfig) -> Self {
         let shared = self.shared_mut();
-        shared.breaker = config;
         shared.breakers = Breakers::new(config);
         self
     }
