@@ -9,6 +9,13 @@ use clap::Parser;
 use tower_ai_gateway::{Config, router, serve, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc gives the memory of finished requests back to the system; glibc's allocator
+/// keeps freed pages of its arenas, and a gateway's RSS would only ever grow after a burst
+/// (see `tests/soak.rs` and SECURITY.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An AI gateway: caching, metering, rate limiting, fallback and routing for LLM APIs.
 #[derive(Parser, Debug)]
 #[command(version, about)]
