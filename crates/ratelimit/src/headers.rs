@@ -50,12 +50,37 @@ fn strictest<'a>(applied: impl Iterator<Item = &'a Applied>) -> Option<&'a Appli
     })
 }
 
+/// OpenAI's per-unit headers: limit, remaining, reset; requests then tokens.
+const OPENAI: [(&str, [HeaderName; 3]); 2] = [
+    (
+        "requests",
+        [
+            HeaderName::from_static("x-ratelimit-limit-requests"),
+            HeaderName::from_static("x-ratelimit-remaining-requests"),
+            HeaderName::from_static("x-ratelimit-reset-requests"),
+        ],
+    ),
+    (
+        "tokens",
+        [
+            HeaderName::from_static("x-ratelimit-limit-tokens"),
+            HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            HeaderName::from_static("x-ratelimit-reset-tokens"),
+        ],
+    ),
+];
+
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+
 /// Puts the headers for `applied` on a response; `denied` is the limit that refused.
+/// (On every admitted request too: names are constants, numbers need no `String`.)
 pub(crate) fn write(h: &mut HeaderMap, applied: &[Applied], denied: Option<&Applied>) {
     if applied.is_empty() {
         return;
     }
-    let mut policy = String::new();
+    let mut policy = String::with_capacity(32 * applied.len());
     for a in applied {
         if !policy.is_empty() {
             policy.push_str(", ");
@@ -68,11 +93,11 @@ pub(crate) fn write(h: &mut HeaderMap, applied: &[Applied], denied: Option<&Appl
             secs_ceil(a.period).max(1)
         );
     }
-    put(h, "ratelimit-policy", policy);
+    put(h, RATELIMIT_POLICY, policy);
     if let Some(s) = denied.or_else(|| strictest(applied.iter())) {
         put(
             h,
-            "ratelimit",
+            RATELIMIT,
             format!(
                 "\"{}\";r={};t={}",
                 s.name,
@@ -81,42 +106,26 @@ pub(crate) fn write(h: &mut HeaderMap, applied: &[Applied], denied: Option<&Appl
             ),
         );
     }
-    for unit in ["requests", "tokens"] {
+    for (unit, [limit, remaining, reset]) in OPENAI {
         if let Some(s) = strictest(applied.iter().filter(|a| a.unit == unit)) {
-            put(
-                h,
-                &format!("x-ratelimit-limit-{unit}"),
-                s.decision.limit.to_string(),
-            );
-            put(
-                h,
-                &format!("x-ratelimit-remaining-{unit}"),
-                s.decision.remaining.to_string(),
-            );
-            put(
-                h,
-                &format!("x-ratelimit-reset-{unit}"),
-                openai_duration(s.decision.reset),
-            );
+            h.insert(limit, HeaderValue::from(s.decision.limit));
+            h.insert(remaining, HeaderValue::from(s.decision.remaining));
+            put(h, reset, openai_duration(s.decision.reset));
         }
     }
     if let Some(d) = denied {
-        put(
-            h,
-            "retry-after",
-            secs_ceil(d.decision.retry_after).max(1).to_string(),
-        );
-        put(
-            h,
-            "retry-after-ms",
-            d.decision.retry_after.as_millis().max(1).to_string(),
-        );
+        let secs = secs_ceil(d.decision.retry_after).max(1);
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        let ms = u64::try_from(d.decision.retry_after.as_millis()).unwrap_or(u64::MAX);
+        h.insert(RETRY_AFTER_MS, HeaderValue::from(ms.max(1)));
     }
 }
 
-fn put(h: &mut HeaderMap, name: &str, value: String) {
-    if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-        h.insert(n, v);
+/// A value made of a limit's name (from configuration) and numbers: always a valid
+/// header value unless the name is not, and then the header is left out.
+fn put(h: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::try_from(value) {
+        h.insert(name, v);
     }
 }
 
