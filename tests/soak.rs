@@ -523,7 +523,7 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
         live_after as i64 - live_before as i64
     );
     // And the process gives it back: RSS within a few MB of where it started (measured:
-    // +1 to +6 MiB; mimalloc keeps some freed pages of idle threads for reuse). With
+    // -5 to +7 MiB; mimalloc keeps some freed pages of idle threads for reuse). With
     // glibc's allocator it would not (+13 to +16 MiB, freed pages kept in its arenas;
     // SECURITY.md): that is why the binary allocates with mimalloc.
     assert!(

@@ -675,13 +675,17 @@ mod tests {
         let mut reader = flight.start(StatusCode::OK, &sse_headers(), upstream, true);
         let event = b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
         let buffer = Bytes::from([&event[..], &[0u8; 8192][..]].concat());
-        tx.send(Ok(Frame::data(buffer.slice(..event.len())))).unwrap();
+        tx.send(Ok(Frame::data(buffer.slice(..event.len()))))
+            .unwrap();
         let got = std::future::poll_fn(|cx| reader.poll_frame(cx)).await;
         assert_eq!(got.unwrap().unwrap().into_data().unwrap(), &event[..]);
         // The stream goes on: its frame is kept, in memory of its own.
         let st = lock(&flight.state);
         assert_eq!(st.frames.len(), 1);
-        assert!(!within(&st.frames[0], &buffer), "a kept frame pins the read buffer");
+        assert!(
+            !within(&st.frames[0], &buffer),
+            "a kept frame pins the read buffer"
+        );
     }
 
     #[tokio::test]
