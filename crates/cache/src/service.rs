@@ -61,15 +61,14 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        let body = Body::new(body);
+        if parts.method != Method::POST {
+            return ResponseFuture::bypass(self.inner.call(Request::from_parts(parts, body)));
+        }
         // The service that was made ready goes with this request; a fresh clone stays.
         let clone = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, clone);
-        let (parts, body) = req.into_parts();
-        let body = Body::new(body);
-
-        if parts.method != Method::POST {
-            return ResponseFuture::bypass(inner.call(Request::from_parts(parts, body)));
-        }
         let controls = match control::parse(&parts.headers) {
             Ok(c) => c,
             Err(e) => return ResponseFuture::own(e),

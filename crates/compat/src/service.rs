@@ -54,11 +54,12 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let Some((endpoint, prefix)) = plan::parse_path(req.uri().path()) else {
+            // Not a `/compat/...` request: on to the service made ready, as it is.
+            return ResponseFuture::calling(self.inner.call(req.map(Body::new)), None);
+        };
         let clone = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, clone);
-        let Some((endpoint, prefix)) = plan::parse_path(req.uri().path()) else {
-            return ResponseFuture::calling(inner.call(req.map(Body::new)), None);
-        };
         let prefix = prefix.map(str::to_owned);
         let (parts, body) = req.into_parts();
         if parts.method != Method::POST {

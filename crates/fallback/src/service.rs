@@ -65,9 +65,6 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // The service that was made ready goes with this request; a fresh clone stays.
-        let clone = self.inner.clone();
-        let mut ready = mem::replace(&mut self.inner, clone);
         let post = req.method() == Method::POST;
         let universal = post && ProviderPath::is_universal(req.uri().path());
         let routed = post && !self.shared.routes.is_empty();
@@ -76,9 +73,13 @@ where
             && !self.shared.plain_retries
             && !RetryPolicy::has_overrides(req.headers())
         {
-            // Nothing to fall back to and nothing to retry: the request as it is.
-            return ResponseFuture::inner(ready.call(req.map(Body::new)));
+            // Nothing to fall back to and nothing to retry: the request as it is, to the
+            // service made ready (no clone of the stack below).
+            return ResponseFuture::inner(self.inner.call(req.map(Body::new)));
         }
+        // The service that was made ready goes with this request; a fresh clone stays.
+        let clone = self.inner.clone();
+        let ready = mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
         ResponseFuture::attempts(Box::pin(run::run(
             self.shared.clone(),

@@ -55,12 +55,12 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = mem::replace(&mut self.inner, clone);
         let req = req.map(Body::new);
         if self.shared.limits.is_empty() {
-            return ResponseFuture::passthrough(inner.call(req));
+            return ResponseFuture::passthrough(self.inner.call(req));
         }
+        let clone = self.inner.clone();
+        let inner = mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
         // The bytes that go inward are the request's own (a layer above may have changed
         // them since `LlmRequest` was parsed: the meter asks streams for their usage).

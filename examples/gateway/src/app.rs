@@ -119,9 +119,7 @@ pub async fn router(config: &Config) -> Result<Router, ConfigError> {
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(axum::middleware::from_fn(move |req, next| {
-                crate::limits::check_headers(max_headers, req, next)
-            })),
+            .layer(crate::limits::HeadLimitLayer { limit: max_headers }),
     ))
 }
 
@@ -243,10 +241,11 @@ fn make_span<B>(req: &Request<B>) -> tracing::Span {
     )
 }
 
-/// Request ids: a per-process random prefix and a counter, cheap and unique.
+/// Request ids: a per-process random prefix and a counter, cheap and unique:
+/// `{16 hex digits}-{the counter in hex, at least 8 digits}`.
 #[derive(Clone)]
 struct MakeId {
-    prefix: Arc<str>,
+    prefix: [u8; 16],
     next: Arc<AtomicU64>,
 }
 
@@ -254,18 +253,59 @@ impl MakeId {
     fn new() -> Self {
         use std::hash::{BuildHasher, RandomState};
         let seed = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+        let mut prefix = [0; 16];
+        hex(seed, &mut prefix);
         Self {
-            prefix: Arc::from(format!("{:016x}", seed)),
+            prefix,
             next: Arc::new(AtomicU64::new(1)),
         }
+    }
+}
+
+/// Writes `n` as lowercase hex into all of `out` (zero-padded on the left).
+fn hex(mut n: u64, out: &mut [u8]) {
+    for b in out.iter_mut().rev() {
+        *b = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
     }
 }
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::try_from(format!("{}-{n:08x}", self.prefix))
+        // Formatted on the stack: one allocation per id (the header value's own).
+        let digits = (16 - n.leading_zeros() as usize / 4).max(8);
+        let mut id = [0u8; 33];
+        id[..16].copy_from_slice(&self.prefix);
+        id[16] = b'-';
+        hex(n, &mut id[17..17 + digits]);
+        HeaderValue::from_bytes(&id[..17 + digits])
             .ok()
             .map(RequestId::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_a_prefix_and_a_counter_in_hex() {
+        let mut ids = MakeId::new();
+        let req = Request::new(());
+        let id = |ids: &mut MakeId| {
+            let id = ids.make_request_id(&req).unwrap();
+            id.header_value().to_str().unwrap().to_owned()
+        };
+        let first = id(&mut ids);
+        let (prefix, n) = first.split_once('-').unwrap();
+        assert_eq!(prefix.len(), 16);
+        assert!(prefix.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(n, "00000001");
+        assert_eq!(id(&mut ids), format!("{prefix}-00000002"));
+        ids.next.store(0x1_2345_6789_abcd, Ordering::Relaxed);
+        assert_eq!(id(&mut ids), format!("{prefix}-123456789abcd"));
+        ids.next.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(id(&mut ids), format!("{prefix}-ffffffffffffffff"));
     }
 }
