@@ -63,6 +63,34 @@ async fn hits_are_served_metered_and_purged() {
     assert_eq!(hit["usage_source"], "known");
     assert_eq!(hit["input_tokens"], 4);
     assert_eq!(hit["output_tokens"], 16);
+    // And the miss with the usage the provider reported: the cache parsed the answer
+    // once, for its entry and for the meter and the limiter above it (its usage slot).
+    let mut misses = Vec::new();
+    for _ in 0..200 {
+        let logs = send(
+            &c,
+            request(Method::GET, &format!("{}/logs", gw.url()), &[], ""),
+        )
+        .await
+        .json();
+        misses = logs["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["cache_status"] == "MISS")
+            .cloned()
+            .collect();
+        if misses.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(misses.len(), 2, "{misses:?}");
+    for miss in misses {
+        assert_eq!(miss["usage_source"], "reported");
+        assert_eq!(miss["input_tokens"], 4);
+        assert_eq!(miss["output_tokens"], 16);
+    }
 
     // Purge everything: the next request goes upstream again.
     let purged = send(

@@ -24,7 +24,10 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body::{Body as _, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
-use tower_ai_core::{BoxError, Operation, SseParser, StreamUsage, WireFormat, usage_from_json};
+use tower_ai_core::{
+    BoxError, FinalUsage, Operation, SseParser, StreamUsage, UsageSlot, UsageSource, WireFormat,
+    usage_from_json,
+};
 
 use crate::body::StreamError;
 use crate::key::CacheKey;
@@ -115,10 +118,23 @@ struct State {
     /// Whether the response is still captured for the store.
     keep: bool,
     sse: Option<Box<(SseParser, StreamUsage)>>,
+    json_usage: JsonUsage,
     body: Option<UpstreamBody>,
     readers: usize,
     wakers: Vec<Waker>,
     error: Option<Arc<str>>,
+}
+
+/// Where the usage of a JSON answer comes from, for the entry and for the layers above.
+pub(crate) enum JsonUsage {
+    /// Parsed from the body here (the default).
+    Parse,
+    /// A layer below reads it and fills this slot before the body ends.
+    Below(UsageSlot),
+    /// Parsed from the body here once, and put in this slot, which the leader's response
+    /// carries: a meter or rate limiter above reads it there instead of parsing the
+    /// answer again. The request body is for an estimate when the answer reports none.
+    Fill(UsageSlot, Bytes),
 }
 
 /// What a follower waiting for the head learns.
@@ -151,6 +167,7 @@ impl Flight {
                 len: 0,
                 keep: true,
                 sse: None,
+                json_usage: JsonUsage::Parse,
                 body: None,
                 readers: 0,
                 wakers: Vec::new(),
@@ -166,9 +183,11 @@ impl Flight {
         headers: &HeaderMap,
         body: UpstreamBody,
         sse: bool,
+        json_usage: JsonUsage,
     ) -> FlightReader {
         let mut st = lock(&self.state);
         st.phase = Phase::Streaming;
+        st.json_usage = json_usage;
         st.status = status;
         st.headers = headers.clone();
         st.body = Some(body);
@@ -335,7 +354,30 @@ impl State {
         let usage = if sse {
             usage
         } else {
-            usage_from_json(self.plan.format, self.plan.operation, &body)
+            match std::mem::replace(&mut self.json_usage, JsonUsage::Parse) {
+                JsonUsage::Parse => usage_from_json(self.plan.format, self.plan.operation, &body),
+                // (Filled by the time the body ends; if not, parsed here as before.)
+                JsonUsage::Below(slot) => match slot.get() {
+                    Some(f) => (f.source == UsageSource::Reported)
+                        .then_some(f.usage)
+                        .flatten(),
+                    None => usage_from_json(self.plan.format, self.plan.operation, &body),
+                },
+                JsonUsage::Fill(slot, request_body) => {
+                    let f = FinalUsage::of_json(
+                        self.plan.format,
+                        self.plan.operation,
+                        &request_body,
+                        self.status.is_success(),
+                        &body,
+                    );
+                    slot.set(f);
+                    // The entry keeps only what the provider reported.
+                    (f.source == UsageSource::Reported)
+                        .then_some(f.usage)
+                        .flatten()
+                }
+            }
         };
         let mut headers = HeaderMap::new();
         for name in Entry::KEPT_HEADERS {
@@ -532,6 +574,7 @@ mod tests {
     use super::*;
     use crate::memory::MemoryStore;
     use crate::store::Lookup;
+    use tower_ai_core::Usage;
 
     fn plan() -> Plan {
         Plan {
@@ -581,7 +624,7 @@ mod tests {
         assert!(!lead2 && Arc::ptr_eq(&flight, &same));
 
         let (tx, body) = channel();
-        let mut leader = flight.start(StatusCode::OK, &sse_headers(), body, true);
+        let mut leader = flight.start(StatusCode::OK, &sse_headers(), body, true, JsonUsage::Parse);
         tx.send(Ok(Frame::data(Bytes::from_static(
             b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
         ))))
@@ -646,7 +689,7 @@ mod tests {
         let key = CacheKey::from_bytes([9; 32]);
         let (flight, _) = cache.join(key, plan());
         let (tx, upstream) = channel();
-        let mut reader = flight.start(StatusCode::OK, &headers, upstream, false);
+        let mut reader = flight.start(StatusCode::OK, &headers, upstream, false, JsonUsage::Parse);
         tx.send(Ok(Frame::data(body.clone()))).unwrap();
         drop(tx);
         while let Some(f) = std::future::poll_fn(|cx| reader.poll_frame(cx)).await {
@@ -672,7 +715,13 @@ mod tests {
         let cache = Arc::new(CacheState::new(Arc::new(MemoryStore::new(1 << 20))));
         let (flight, _) = cache.join(CacheKey::from_bytes([10; 32]), plan());
         let (tx, upstream) = channel();
-        let mut reader = flight.start(StatusCode::OK, &sse_headers(), upstream, true);
+        let mut reader = flight.start(
+            StatusCode::OK,
+            &sse_headers(),
+            upstream,
+            true,
+            JsonUsage::Parse,
+        );
         let event = b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
         let buffer = Bytes::from([&event[..], &[0u8; 8192][..]].concat());
         tx.send(Ok(Frame::data(buffer.slice(..event.len()))))
@@ -688,6 +737,78 @@ mod tests {
         );
     }
 
+    /// Runs a JSON answer through a leader's flight with `json_usage`; the entry stored.
+    async fn lead_json(answer: &'static str, json_usage: JsonUsage) -> Arc<Entry> {
+        let store = MemoryStore::new(1 << 20);
+        let cache = Arc::new(CacheState::new(Arc::new(store.clone())));
+        let key = CacheKey::from_bytes([11; 32]);
+        let (flight, _) = cache.join(key, plan());
+        let (tx, upstream) = channel();
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        let mut reader = flight.start(StatusCode::OK, &headers, upstream, false, json_usage);
+        tx.send(Ok(Frame::data(Bytes::from_static(answer.as_bytes()))))
+            .unwrap();
+        drop(tx);
+        while let Some(f) = std::future::poll_fn(|cx| reader.poll_frame(cx)).await {
+            f.unwrap();
+        }
+        match store.lookup(&key) {
+            Lookup::Hit(e) => e,
+            _ => panic!("not stored"),
+        }
+    }
+
+    const ANSWER: &str = r#"{"choices":[{"message":{"role":"assistant","content":"Hello there"}}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#;
+
+    #[tokio::test]
+    async fn a_json_answer_is_parsed_once_for_the_entry_and_the_layers_above() {
+        let slot = UsageSlot::new();
+        let entry = lead_json(ANSWER, JsonUsage::Fill(slot.clone(), Bytes::new())).await;
+        let f = slot.get().expect("the slot is filled when the body ends");
+        assert_eq!(f.source, UsageSource::Reported);
+        let u = f.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens), (7, 3));
+        assert_eq!(entry.usage, Some(u));
+
+        // Without usage in the answer: the layers above get an estimate, as they would
+        // have made it; the entry keeps none (only what the provider reported).
+        let slot = UsageSlot::new();
+        let request = Bytes::from_static(
+            br#"{"model":"m","messages":[{"role":"user","content":"Say hello to everyone here"}]}"#,
+        );
+        let entry = lead_json(
+            r#"{"choices":[{"message":{"role":"assistant","content":"Hello there, everyone"}}]}"#,
+            JsonUsage::Fill(slot.clone(), request),
+        )
+        .await;
+        let f = slot.get().unwrap();
+        assert_eq!(f.source, UsageSource::Estimated);
+        assert!(f.usage.unwrap().input_tokens > 0 && f.usage.unwrap().output_tokens > 0);
+        assert_eq!(entry.usage, None);
+    }
+
+    #[tokio::test]
+    async fn usage_from_a_layer_below_is_taken_or_else_parsed() {
+        let below = UsageSlot::new();
+        let reported = Usage {
+            input_tokens: 70,
+            output_tokens: 30,
+            ..Usage::default()
+        };
+        below.set(FinalUsage {
+            usage: Some(reported),
+            source: UsageSource::Reported,
+            terminal: true,
+        });
+        // The layer below's figures win over the body's.
+        let entry = lead_json(ANSWER, JsonUsage::Below(below)).await;
+        assert_eq!(entry.usage, Some(reported));
+        // A slot still empty when the body ends: the body is parsed.
+        let entry = lead_json(ANSWER, JsonUsage::Below(UsageSlot::new())).await;
+        assert_eq!(entry.usage.map(|u| u.input_tokens), Some(7));
+    }
+
     #[tokio::test]
     async fn a_cut_stream_or_every_reader_leaving_stores_nothing() {
         let store = MemoryStore::new(1 << 20);
@@ -696,7 +817,7 @@ mod tests {
         // Ends cleanly without [DONE]: cut short.
         let (flight, _) = cache.join(key, plan());
         let (tx, body) = channel();
-        let mut r = flight.start(StatusCode::OK, &sse_headers(), body, true);
+        let mut r = flight.start(StatusCode::OK, &sse_headers(), body, true, JsonUsage::Parse);
         tx.send(Ok(Frame::data(Bytes::from_static(b"data: {}\n\n"))))
             .unwrap();
         drop(tx);
@@ -707,7 +828,7 @@ mod tests {
         // Every reader gone mid-stream: failed, unregistered, waiters retry.
         let (flight, _) = cache.join(key, plan());
         let (tx, body) = channel();
-        let r = flight.start(StatusCode::OK, &sse_headers(), body, true);
+        let r = flight.start(StatusCode::OK, &sse_headers(), body, true, JsonUsage::Parse);
         drop(r);
         assert!(lock(&cache.flights).is_empty());
         assert!(matches!(

@@ -10,11 +10,11 @@ use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Limited};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
-use tower_ai_core::{Body, BoxError, CacheStatus, ErrorResponse, KnownUsage};
+use tower_ai_core::{Body, BoxError, CacheStatus, ErrorResponse, KnownUsage, UsageSlot};
 use tower_service::Service;
 
 use crate::body::CachedBody;
-use crate::flight::{Flight, Join, Leader};
+use crate::flight::{Flight, Join, JsonUsage, Leader};
 use crate::service::{Ctx, Pre, Prepared, mark, prepare};
 use crate::store::{Entry, Lookup, StoreFuture};
 
@@ -319,6 +319,14 @@ fn hit<B>(entry: &Entry, ctx: &Ctx) -> Response<CachedBody<B>> {
     res
 }
 
+/// Whether a response is JSON, as the usage readers take it.
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.contains("+json"))
+}
+
 /// The leader's response: shared and captured when it may be stored, else passed on.
 fn lead<B>(res: Response<B>, ctx: Ctx, leader: Leader) -> Response<CachedBody<B>>
 where
@@ -342,10 +350,24 @@ where
             .headers
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let json_usage = if sse {
+            JsonUsage::Parse
+        } else if let Some(slot) = parts.extensions.get::<UsageSlot>() {
+            JsonUsage::Below(slot.clone())
+        } else if is_json(&parts.headers) && parts.headers.contains_key(CONTENT_LENGTH) {
+            // A JSON answer of a known length within the entry bound arrives whole
+            // here: its usage is parsed once, for the entry and for the layers above.
+            let slot = UsageSlot::new();
+            parts.extensions.insert(slot.clone());
+            JsonUsage::Fill(slot, ctx.request_body.clone())
+        } else {
+            JsonUsage::Parse
+        };
         let upstream = body.map_err(Into::into).boxed_unsync();
-        let reader = leader
-            .release()
-            .start(parts.status, &parts.headers, upstream, sse);
+        let reader =
+            leader
+                .release()
+                .start(parts.status, &parts.headers, upstream, sse, json_usage);
         CachedBody::flight(reader)
     } else {
         leader.flight().fail("the response is not one to store");

@@ -131,6 +131,8 @@ pub(crate) struct Ctx {
     pub(crate) plan: Plan,
     pub(crate) status: CacheStatus,
     pub(crate) deadline: Option<tokio::time::Instant>,
+    /// The request's body, for the usage of an answer that reports none (estimated).
+    pub(crate) request_body: Bytes,
 }
 
 pub(crate) enum Prepared {
@@ -199,6 +201,7 @@ pub(crate) fn prepare(pre: Pre, mut parts: http::request::Parts, bytes: Bytes) -
         plan,
         status: CacheStatus::Miss,
         deadline: None,
+        request_body: llm.body.clone(),
     };
     Prepared::Cached(Request::from_parts(parts, Body::full(bytes)), ctx)
 }

@@ -52,6 +52,53 @@ pub struct FinalUsage {
     pub terminal: bool,
 }
 
+impl FinalUsage {
+    /// The usage of a whole JSON answer (`ok`: a 2xx) to a request with
+    /// `request_body`: reported where the answer has it, else estimated from its text,
+    /// else unknown. What [`ResponseUsage`] settles for a JSON body that arrived whole,
+    /// for a layer that holds the body itself (the cache, capturing it).
+    pub fn of_json(
+        format: WireFormat,
+        operation: Operation,
+        request_body: &[u8],
+        ok: bool,
+        body: &[u8],
+    ) -> Self {
+        let estimate_input = || estimate_tokens(&prompt_text(format, operation, request_body));
+        let (usage, source) = match usage_from_json(format, operation, body) {
+            Some(u) => (Some(u), UsageSource::Reported),
+            // A big answer without usage: not worth a JSON tree of it, about one token
+            // per four bytes of the whole body.
+            None if ok && body.len() > MAX_ANSWER_PARSE => (
+                Some(Usage {
+                    input_tokens: estimate_input(),
+                    output_tokens: by_length(body.len()),
+                    ..Usage::default()
+                }),
+                UsageSource::Estimated,
+            ),
+            None if ok => match answer_text(body) {
+                // An answer without usage: count it ourselves.
+                Some(text) => (
+                    Some(Usage {
+                        input_tokens: estimate_input(),
+                        output_tokens: estimate_tokens(&text),
+                        ..Usage::default()
+                    }),
+                    UsageSource::Estimated,
+                ),
+                None => (None, UsageSource::Unknown),
+            },
+            None => (None, UsageSource::Unknown),
+        };
+        Self {
+            usage,
+            source,
+            terminal: true,
+        }
+    }
+}
+
 enum Mode {
     Sse {
         parser: SseParser,
@@ -193,37 +240,13 @@ impl ResponseUsage {
             }
             Mode::Json { chunks, len } if len <= MAX_JSON && end == StreamEnd::Complete => {
                 let body = concat(chunks, len);
-                let (u, source) = match usage_from_json(self.format, self.operation, &body) {
-                    Some(u) => (Some(u), UsageSource::Reported),
-                    // A big answer without usage: not worth a JSON tree of it, about
-                    // one token per four bytes of the whole body.
-                    None if self.ok && body.len() > MAX_ANSWER_PARSE => (
-                        Some(Usage {
-                            input_tokens: estimate_input(),
-                            output_tokens: by_length(body.len()),
-                            ..Usage::default()
-                        }),
-                        UsageSource::Estimated,
-                    ),
-                    None if self.ok => match answer_text(&body) {
-                        // An answer without usage: count it ourselves.
-                        Some(text) => (
-                            Some(Usage {
-                                input_tokens: estimate_input(),
-                                output_tokens: estimate_tokens(&text),
-                                ..Usage::default()
-                            }),
-                            UsageSource::Estimated,
-                        ),
-                        None => (None, UsageSource::Unknown),
-                    },
-                    None => (None, UsageSource::Unknown),
-                };
-                FinalUsage {
-                    usage: u,
-                    source,
-                    terminal: true,
-                }
+                FinalUsage::of_json(
+                    self.format,
+                    self.operation,
+                    &self.request_body,
+                    self.ok,
+                    &body,
+                )
             }
             _ => FinalUsage {
                 usage: None,
