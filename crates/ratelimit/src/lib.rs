@@ -83,4 +83,4 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use service::RateLimit;
-pub use store::{BoxFuture, Decision, Kind, RateLimitStore, Spec, StoreError};
+pub use store::{Ask, BoxFuture, Change, Decision, Kind, RateLimitStore, Spec, StoreError};
