@@ -12,7 +12,7 @@ use crate::headers::{self, Applied};
 use crate::key::{RequestFacts, bucket_key};
 use crate::layer::Shared;
 use crate::limit::Quantity;
-use crate::store::{Ask, Decision, Kind, Spec, StoreError};
+use crate::store::{Ask, Kind, Spec, as_promised};
 
 /// What one limit took for a request (its ask's cost), to settle when its response ends.
 #[derive(Clone, Debug)]
@@ -152,7 +152,7 @@ impl Plan {
             .store
             .acquire_all(&asks)
             .await
-            .and_then(|d| whole(d, asks.len()));
+            .and_then(|d| as_promised(d, asks.len()));
         let decisions = match decisions {
             Ok(d) => d,
             Err(e) => {
@@ -193,23 +193,6 @@ impl Plan {
             reservations,
             applied,
         })
-    }
-}
-
-/// A store's answer as [`acquire_all`](crate::RateLimitStore::acquire_all) promises it:
-/// a decision per ask, or the first denial last.
-fn whole(decisions: Vec<Decision>, asked: usize) -> Result<Vec<Decision>, StoreError> {
-    let denied = decisions.last().is_some_and(|d| !d.allowed);
-    let fits = decisions.len() <= asked
-        && decisions.iter().rev().skip(1).all(|d| d.allowed)
-        && (denied || decisions.len() == asked);
-    if fits {
-        Ok(decisions)
-    } else {
-        Err(StoreError(format!(
-            "{} decisions for {asked} limits",
-            decisions.len()
-        )))
     }
 }
 

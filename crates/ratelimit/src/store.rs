@@ -190,6 +190,26 @@ pub trait RateLimitStore: Send + Sync + 'static {
     }
 }
 
+/// `decisions` for `asked` asks as [`RateLimitStore::acquire_all`] promises them (one per
+/// ask, or the first refusal last), or an error.
+pub(crate) fn as_promised(
+    decisions: Vec<Decision>,
+    asked: usize,
+) -> Result<Vec<Decision>, StoreError> {
+    let refused = decisions.last().is_some_and(|d| !d.allowed);
+    let kept = decisions.len() <= asked
+        && decisions.iter().rev().skip(1).all(|d| d.allowed)
+        && (refused || decisions.len() == asked);
+    if kept {
+        Ok(decisions)
+    } else {
+        Err(StoreError(format!(
+            "{} decisions for {asked} limits",
+            decisions.len()
+        )))
+    }
+}
+
 impl<S: RateLimitStore + ?Sized> RateLimitStore for std::sync::Arc<S> {
     fn acquire<'a>(
         &'a self,
