@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the per-request decisions: a rate-limit decision in the
-//! memory store (uncontended, and two threads on one key), the cache key per KiB of
-//! body, and a cache hit through the layer in-process.
+//! memory store (uncontended, two threads on one key, and all of a request's limits at
+//! once), the cache key per KiB of body, and a cache hit through the layer in-process.
 //!
 //! `cargo bench --bench decisions`
 
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
 use tower_ai_cache::canonical_json;
-use tower_ai_ratelimit::{Kind, MemoryStore, Spec};
+use tower_ai_ratelimit::{Ask, Kind, MemoryStore, Spec};
 
 fn body_of(kib: usize) -> Vec<u8> {
     let text = "lorem ipsum dolor sit amet ".repeat(kib * 1024 / 27 + 1);
@@ -44,6 +44,19 @@ fn bench(c: &mut Criterion) {
             black_box(store.acquire_now(black_box("per-key:gcra|key_0123456789abcdef"), spec, 1))
         })
     });
+    for n in [1usize, 3] {
+        g.bench_function(format!("memory store, {n} limits all or none"), |b| {
+            let store = MemoryStore::new();
+            let asks: Vec<Ask> = (0..n)
+                .map(|i| Ask {
+                    key: format!("limit-{i}:gcra|key_0123456789abcdef"),
+                    spec,
+                    cost: 1,
+                })
+                .collect();
+            b.iter(|| black_box(store.acquire_all_now(black_box(&asks))))
+        });
+    }
     g.bench_function("memory store, 2 threads on one key", |b| {
         let store = MemoryStore::new();
         b.iter_custom(|iters| {

@@ -1,6 +1,7 @@
 //! One request's decision across every limit, and what it reserved.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
@@ -11,16 +12,13 @@ use crate::headers::{self, Applied};
 use crate::key::{RequestFacts, bucket_key};
 use crate::layer::Shared;
 use crate::limit::Quantity;
-use crate::store::{Kind, Spec};
+use crate::store::{Ask, Kind, Spec, as_promised};
 
-/// What one limit took for a request, to settle when its response ends.
+/// What one limit took for a request (its ask's cost), to settle when its response ends.
 #[derive(Clone, Debug)]
 pub(crate) struct Reservation {
-    pub(crate) key: String,
-    pub(crate) spec: Spec,
+    pub(crate) ask: Ask,
     pub(crate) quantity: Quantity,
-    /// What was taken, in the store's units.
-    pub(crate) taken: u64,
 }
 
 /// An admitted request: what it reserved, and the headers its response gets.
@@ -30,10 +28,19 @@ pub(crate) struct Admission {
     pub(crate) applied: Vec<Applied>,
 }
 
-/// What is computed from the request before asking the store.
+/// What is computed from the request before asking the store: one ask per limit that
+/// applies, and what the answer needs of that limit.
 pub(crate) struct Plan {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) steps: Vec<(Reservation, Arc<str>, std::time::Duration)>,
+    pub(crate) asks: Vec<Ask>,
+    pub(crate) limits: Vec<Asked>,
+}
+
+/// What the answer needs of a limit asked.
+pub(crate) struct Asked {
+    name: Arc<str>,
+    quantity: Quantity,
+    period: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -89,7 +96,7 @@ impl Plan {
         } else {
             0
         };
-        let steps = shared
+        let (asks, limits) = shared
             .limits
             .iter()
             .filter(|l| match &l.caller {
@@ -110,63 +117,82 @@ impl Plan {
                         micro_usd(&shared, facts.llm, &usage)
                     }
                 };
-                let reservation = Reservation {
+                let ask = Ask {
                     key: bucket_key(l, spec.kind.as_str(), facts),
                     spec,
-                    quantity: l.quantity,
-                    taken,
+                    cost: taken,
                 };
-                (reservation, l.name.clone(), l.period)
+                let asked = Asked {
+                    name: l.name.clone(),
+                    quantity: l.quantity,
+                    period: l.period,
+                };
+                (ask, asked)
             })
-            .collect();
-        Self { shared, steps }
+            .unzip();
+        Self {
+            shared,
+            asks,
+            limits,
+        }
     }
 
-    /// Asks the store for each limit in turn. Denied: everything taken so far is given
-    /// back and the 429 is the answer.
+    /// Asks the store for every limit at once: all are taken, or none and the 429 is the
+    /// answer.
     pub(crate) async fn decide(self) -> Result<Admission, Response<Bytes>> {
-        let store = &self.shared.store;
-        let mut admission = Admission::default();
-        for (r, name, period) in self.steps {
-            match store.acquire(&r.key, r.spec, r.taken).await {
-                Ok(d) => {
-                    let applied = Applied {
-                        name,
-                        unit: r.quantity.unit(),
-                        period,
-                        decision: d,
-                    };
-                    if !d.allowed {
-                        for done in &admission.reservations {
-                            let _ = store
-                                .adjust(&done.key, done.spec, -(done.taken as i64))
-                                .await;
-                        }
-                        admission.applied.push(applied.clone());
-                        return Err(denied(&admission.applied, &applied));
-                    }
-                    admission.applied.push(applied);
-                    admission.reservations.push(r);
-                }
-                Err(e) => {
-                    warn_store(&e);
-                    if !self.shared.fail_open {
-                        for done in &admission.reservations {
-                            let _ = store
-                                .adjust(&done.key, done.spec, -(done.taken as i64))
-                                .await;
-                        }
-                        return Err(ErrorResponse::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "rate_limiter_unavailable",
-                            "the rate limiter cannot decide right now; try again",
-                        )
-                        .into_response());
-                    }
-                }
-            }
+        let Self {
+            shared,
+            asks,
+            limits,
+        } = self;
+        if asks.is_empty() {
+            return Ok(Admission::default());
         }
-        Ok(admission)
+        let decisions = shared
+            .store
+            .acquire_all(&asks)
+            .await
+            .and_then(|d| as_promised(d, asks.len()));
+        let decisions = match decisions {
+            Ok(d) => d,
+            Err(e) => {
+                warn_store(&e);
+                if shared.fail_open {
+                    return Ok(Admission::default());
+                }
+                return Err(ErrorResponse::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "rate_limiter_unavailable",
+                    "the rate limiter cannot decide right now; try again",
+                )
+                .into_response());
+            }
+        };
+        let applied: Vec<Applied> = decisions
+            .into_iter()
+            .zip(&limits)
+            .map(|(decision, l)| Applied {
+                name: l.name.clone(),
+                unit: l.quantity.unit(),
+                period: l.period,
+                decision,
+            })
+            .collect();
+        if let Some(by) = applied.last().filter(|a| !a.decision.allowed) {
+            return Err(denied(&applied, by));
+        }
+        let reservations = asks
+            .into_iter()
+            .zip(limits)
+            .map(|(ask, l)| Reservation {
+                ask,
+                quantity: l.quantity,
+            })
+            .collect();
+        Ok(Admission {
+            reservations,
+            applied,
+        })
     }
 }
 
@@ -206,5 +232,5 @@ fn warn_store(e: &crate::StoreError) {
 
 /// Whether a spec counts concurrency (released when the response ends).
 pub(crate) fn is_concurrency(r: &Reservation) -> bool {
-    r.spec.kind == Kind::Concurrency
+    r.ask.spec.kind == Kind::Concurrency
 }

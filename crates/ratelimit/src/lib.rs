@@ -21,8 +21,10 @@
 //!   admitted responses carry them too.
 //! - **Stores** ([`RateLimitStore`]): [`MemoryStore`] (sharded, exact, idle buckets
 //!   swept so memory stays bounded), and `RedisStore` (feature `redis`: one atomic script
-//!   per decision, so every replica enforces one shared limit). When a store cannot
-//!   answer, the layer fails open (default) or closed, and warns.
+//!   per request for all of its limits, one round trip, so every replica enforces one
+//!   shared limit). A request's limits are taken all or none: one that is refused leaves
+//!   the others' buckets as they were. When a store cannot answer, the layer fails open
+//!   (default) or closed, and warns.
 //!
 //! Usage for the true-up comes from the [`UsageSlot`](tower_ai_core::UsageSlot) of a
 //! layer below when there is one, else the layer reads the response itself and leaves
@@ -83,4 +85,4 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use service::RateLimit;
-pub use store::{BoxFuture, Decision, Kind, RateLimitStore, Spec, StoreError};
+pub use store::{Ask, BoxFuture, Change, Decision, Kind, RateLimitStore, Spec, StoreError};

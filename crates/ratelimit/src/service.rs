@@ -220,6 +220,63 @@ mod tests {
         assert_eq!(res.status(), 503);
     }
 
+    /// Answers every batch with a single admission, whatever was asked: short of its
+    /// promise.
+    struct Short;
+
+    impl RateLimitStore for Short {
+        fn acquire<'a>(
+            &'a self,
+            _: &'a str,
+            _: Spec,
+            _: u64,
+        ) -> crate::BoxFuture<'a, Result<Decision, StoreError>> {
+            Box::pin(async { Err(StoreError("unused".into())) })
+        }
+        fn adjust<'a>(
+            &'a self,
+            _: &'a str,
+            _: Spec,
+            _: i64,
+        ) -> crate::BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn acquire_all<'a>(
+            &'a self,
+            _: &'a [crate::Ask],
+        ) -> crate::BoxFuture<'a, Result<Vec<Decision>, StoreError>> {
+            let d = Decision {
+                allowed: true,
+                limit: 1,
+                remaining: 0,
+                reset: Duration::ZERO,
+                retry_after: Duration::ZERO,
+            };
+            Box::pin(async move { Ok(vec![d]) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_answering_fewer_decisions_than_limits_cannot_decide() {
+        let limit = |name| Limit::requests(name, vec![], 1, Duration::from_secs(1)).unwrap();
+        let closed = ServiceBuilder::new()
+            .layer(
+                RateLimitLayer::new(Short)
+                    .with_limits([limit("a"), limit("b")])
+                    .with_fail_open(false),
+            )
+            .service(ok_upstream());
+        assert_eq!(closed.oneshot(req()).await.unwrap().status(), 503);
+        let one = ServiceBuilder::new()
+            .layer(
+                RateLimitLayer::new(Short)
+                    .with_limit(limit("a"))
+                    .with_fail_open(false),
+            )
+            .service(ok_upstream());
+        assert_eq!(one.oneshot(req()).await.unwrap().status(), 200);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn gcra_through_the_layer_under_a_paused_clock() {
         // 2 per 10 s: burst 2, then one every 5 s.
@@ -334,6 +391,55 @@ mod tests {
                 "{algorithm:?}"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_by_the_second_limit_charges_nothing_and_names_it() {
+        let limits = [
+            Limit::requests("global", vec![], 2, Duration::from_secs(60)).unwrap(),
+            Limit::requests("per-key", vec![KeyPart::ApiKey], 1, Duration::from_secs(60)).unwrap(),
+            Limit::requests("third", vec![], 100, Duration::from_secs(60)).unwrap(),
+        ];
+        let svc = ServiceBuilder::new()
+            .layer(RateLimitLayer::new(MemoryStore::new()).with_limits(limits))
+            .service(ok_upstream());
+        let from = |key: &str| {
+            let mut r = req();
+            let auth = format!("Bearer {key}").parse().unwrap();
+            r.headers_mut().insert("authorization", auth);
+            svc.clone().oneshot(r)
+        };
+        let res = from("sk-a").await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["ratelimit-policy"],
+            "\"global\";q=2;w=60, \"per-key\";q=1;w=60, \"third\";q=100;w=60"
+        );
+
+        // Refused by `per-key`: the answer names it and the limits asked up to it.
+        let res = from("sk-a").await.unwrap();
+        assert_eq!(res.status(), 429);
+        let h = res.headers();
+        assert_eq!(
+            h["ratelimit-policy"],
+            "\"global\";q=2;w=60, \"per-key\";q=1;w=60"
+        );
+        assert_eq!(h["ratelimit"], "\"per-key\";r=0;t=60");
+        assert_eq!(h["retry-after"], "60");
+        assert_eq!(h["x-ratelimit-remaining-requests"], "0");
+        use http_body_util::BodyExt;
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            error["error"]["message"],
+            "Rate limit `per-key` reached (requests: 1 per 60s). Try again in 60.000s."
+        );
+
+        // `global` was not charged by the refusal: another key still has its last one.
+        assert_eq!(from("sk-b").await.unwrap().status(), 200);
+        let res = from("sk-c").await.unwrap();
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()["ratelimit"], "\"global\";r=0;t=60");
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use tower_ai_core::{LlmRequest, Observer, ResponseUsage, StreamEnd, Usage, Usage
 use crate::decide::{Reservation, micro_usd};
 use crate::layer::Shared;
 use crate::limit::Quantity;
-use crate::store::{RateLimitStore, Spec};
+use crate::store::{Change, RateLimitStore};
 
 /// How the settlement learns the usage.
 pub(crate) enum Source {
@@ -66,33 +66,37 @@ pub(crate) fn settle(
     llm: Option<&LlmRequest>,
     usage: Option<Usage>,
 ) {
-    let mut changes: Vec<(String, Spec, i64)> = Vec::new();
+    let mut changes: Vec<Change> = Vec::new();
     for r in reservations {
+        let taken = r.ask.cost as i64;
         let delta = match r.quantity {
             Quantity::Requests(_) => continue,
-            Quantity::Concurrency(_) => -(r.taken as i64),
+            Quantity::Concurrency(_) => -taken,
             Quantity::Tokens(_) => {
                 let used = usage.map_or(0, |u| u.total_tokens());
-                used as i64 - r.taken as i64
+                used as i64 - taken
             }
             Quantity::CostUsd(_) => {
                 let used = usage.map_or(0, |u| micro_usd(shared, llm, &u));
-                used as i64 - r.taken as i64
+                used as i64 - taken
             }
         };
         if delta != 0 {
-            changes.push((r.key, r.spec, delta));
+            changes.push(Change {
+                key: r.ask.key,
+                spec: r.ask.spec,
+                delta,
+            });
         }
     }
     if changes.is_empty() {
         return;
     }
     let store: Arc<dyn RateLimitStore> = shared.store.clone();
+    // Every change in one call (one round trip to a remote store).
     let mut fut = Box::pin(async move {
-        for (key, spec, delta) in changes {
-            if let Err(e) = store.adjust(&key, spec, delta).await {
-                tracing::warn!(error = %e, "rate-limit settlement lost");
-            }
+        if let Err(e) = store.adjust_all(&changes).await {
+            tracing::warn!(error = %e, "rate-limit settlement lost");
         }
     });
     // The memory store answers at once; a remote one finishes on the runtime.

@@ -89,9 +89,41 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// One limit's part of a request: take `cost` from the bucket `key` of `spec`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ask {
+    /// The bucket.
+    pub key: String,
+    /// How it counts.
+    pub spec: Spec,
+    /// What to take, in the store's units.
+    pub cost: u64,
+}
+
+/// One bucket's settlement: add `delta` to what it used (see [`RateLimitStore::adjust`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The bucket.
+    pub key: String,
+    /// How it counts.
+    pub spec: Spec,
+    /// What to add (negative: give back).
+    pub delta: i64,
+}
+
 /// Where buckets live. Each call must be atomic on its bucket: concurrent acquisitions
 /// never admit more than the limit, whatever the number of gateway replicas sharing the
 /// store.
+///
+/// The layer asks for all of a request's limits at once ([`acquire_all`]) and settles
+/// them at once ([`adjust_all`]); a store that can do either in one step (one round trip)
+/// overrides them. The defaults call [`acquire`] and [`adjust`] in turn, so a store need
+/// only implement those two.
+///
+/// [`acquire`]: RateLimitStore::acquire
+/// [`adjust`]: RateLimitStore::adjust
+/// [`acquire_all`]: RateLimitStore::acquire_all
+/// [`adjust_all`]: RateLimitStore::adjust_all
 pub trait RateLimitStore: Send + Sync + 'static {
     /// Takes `cost` from the bucket `key` of `spec` if it fits.
     fn acquire<'a>(
@@ -109,6 +141,73 @@ pub trait RateLimitStore: Send + Sync + 'static {
         spec: Spec,
         delta: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Takes every ask, or none: when all fit, every bucket is charged and the answer is
+    /// one decision per ask, in order; otherwise nothing stays charged and the answer is
+    /// the decisions up to and including the first that denies. An error charges
+    /// nothing either.
+    ///
+    /// The default acquires in turn and gives back what was taken when an ask is denied
+    /// or fails, so a concurrent request may see the buckets charged for a moment;
+    /// stores that can check every bucket before charging any override it.
+    fn acquire_all<'a>(
+        &'a self,
+        asks: &'a [Ask],
+    ) -> BoxFuture<'a, Result<Vec<Decision>, StoreError>> {
+        Box::pin(async move {
+            let mut decisions = Vec::with_capacity(asks.len());
+            for (i, ask) in asks.iter().enumerate() {
+                let decision = self.acquire(&ask.key, ask.spec, ask.cost).await;
+                if !matches!(decision, Ok(d) if d.allowed) {
+                    for done in &asks[..i] {
+                        let back = -i64::try_from(done.cost).unwrap_or(i64::MAX);
+                        let _ = self.adjust(&done.key, done.spec, back).await;
+                    }
+                }
+                let decision = decision?;
+                decisions.push(decision);
+                if !decision.allowed {
+                    break;
+                }
+            }
+            Ok(decisions)
+        })
+    }
+
+    /// Applies every change. The default adjusts in turn, carries on past a failure, and
+    /// answers the first error.
+    fn adjust_all<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut first = Ok(());
+            for c in changes {
+                let done = self.adjust(&c.key, c.spec, c.delta).await;
+                if first.is_ok() {
+                    first = done;
+                }
+            }
+            first
+        })
+    }
+}
+
+/// `decisions` for `asked` asks as [`RateLimitStore::acquire_all`] promises them (one per
+/// ask, or the first refusal last), or an error.
+pub(crate) fn as_promised(
+    decisions: Vec<Decision>,
+    asked: usize,
+) -> Result<Vec<Decision>, StoreError> {
+    let refused = decisions.last().is_some_and(|d| !d.allowed);
+    let kept = decisions.len() <= asked
+        && decisions.iter().rev().skip(1).all(|d| d.allowed)
+        && (refused || decisions.len() == asked);
+    if kept {
+        Ok(decisions)
+    } else {
+        Err(StoreError(format!(
+            "{} decisions for {asked} limits",
+            decisions.len()
+        )))
+    }
 }
 
 impl<S: RateLimitStore + ?Sized> RateLimitStore for std::sync::Arc<S> {
@@ -128,6 +227,17 @@ impl<S: RateLimitStore + ?Sized> RateLimitStore for std::sync::Arc<S> {
         delta: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).adjust(key, spec, delta)
+    }
+
+    fn acquire_all<'a>(
+        &'a self,
+        asks: &'a [Ask],
+    ) -> BoxFuture<'a, Result<Vec<Decision>, StoreError>> {
+        (**self).acquire_all(asks)
+    }
+
+    fn adjust_all<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).adjust_all(changes)
     }
 }
 
@@ -377,6 +487,108 @@ mod tests {
         assert!(!b.acquire(c, 1, 0).allowed);
         b.adjust(c, -1, 0);
         assert!(b.acquire(c, 1, 0).allowed);
+    }
+
+    /// A store with only the two methods it must have: the trait's defaults batch them.
+    /// Its clock stands still; the key `down` always fails.
+    #[derive(Default)]
+    struct Plain(std::sync::Mutex<std::collections::HashMap<String, Bucket>>);
+
+    impl Plain {
+        fn count(&self, key: &str) -> u64 {
+            self.0.lock().unwrap().get(key).map_or(0, |b| b.count)
+        }
+    }
+
+    impl RateLimitStore for Plain {
+        fn acquire<'a>(
+            &'a self,
+            key: &'a str,
+            spec: Spec,
+            cost: u64,
+        ) -> BoxFuture<'a, Result<Decision, StoreError>> {
+            let d = match key {
+                "down" => Err(StoreError("down".into())),
+                _ => Ok(self
+                    .0
+                    .lock()
+                    .unwrap()
+                    .entry(key.to_owned())
+                    .or_default()
+                    .acquire(spec, cost, S)),
+            };
+            Box::pin(std::future::ready(d))
+        }
+
+        fn adjust<'a>(
+            &'a self,
+            key: &'a str,
+            spec: Spec,
+            delta: i64,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            let done = match key {
+                "down" => Err(StoreError("down".into())),
+                _ => {
+                    let mut buckets = self.0.lock().unwrap();
+                    buckets
+                        .entry(key.to_owned())
+                        .or_default()
+                        .adjust(spec, delta, S);
+                    Ok(())
+                }
+            };
+            Box::pin(std::future::ready(done))
+        }
+    }
+
+    fn ask(key: &str, amount: u64, cost: u64) -> Ask {
+        Ask {
+            key: key.to_owned(),
+            spec: spec(Kind::FixedWindow, amount, 60),
+            cost,
+        }
+    }
+
+    #[test]
+    fn the_defaults_take_all_or_give_back() {
+        let store = Plain::default();
+        let run = |asks: &[Ask]| tokio_test::block_on(store.acquire_all(asks));
+
+        // The second limit refuses: the first is given back, the decisions stop there.
+        let d = run(&[ask("a", 10, 3), ask("b", 2, 5), ask("c", 10, 1)]).unwrap();
+        assert_eq!(d.len(), 2);
+        assert!(d[0].allowed && !d[1].allowed);
+        assert_eq!(d[0].remaining, 7, "as the first limit alone would answer");
+        assert_eq!((store.count("a"), store.count("c")), (0, 0));
+
+        // All fit: all charged, one decision each.
+        let d = run(&[ask("a", 10, 3), ask("c", 10, 4)]).unwrap();
+        assert!(d.iter().all(|d| d.allowed) && d.len() == 2);
+        assert_eq!((store.count("a"), store.count("c")), (3, 4));
+
+        // A failure gives back what was taken before it.
+        assert!(run(&[ask("a", 10, 3), ask("down", 10, 1)]).is_err());
+        assert_eq!(store.count("a"), 3);
+
+        // Settling carries on past a failure and answers it.
+        let change = |key: &str, delta| Change {
+            key: key.to_owned(),
+            spec: spec(Kind::FixedWindow, 10, 60),
+            delta,
+        };
+        let settled = tokio_test::block_on(store.adjust_all(&[
+            change("a", -3),
+            change("down", 1),
+            change("c", -4),
+        ]));
+        assert!(settled.is_err());
+        assert_eq!((store.count("a"), store.count("c")), (0, 0));
+
+        // Through an `Arc`, as the layer holds its store.
+        let shared = std::sync::Arc::new(store);
+        let d = tokio_test::block_on(shared.acquire_all(&[ask("a", 1, 1), ask("a", 1, 1)]));
+        assert_eq!(d.unwrap().len(), 2);
+        assert_eq!(shared.count("a"), 0);
     }
 
     #[test]
