@@ -5,10 +5,9 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
-use http_body_util::combinators::Collect;
-use http_body_util::{LengthLimitError, Limited};
+use http_body_util::LengthLimitError;
 use pin_project_lite::pin_project;
-use tower_ai_core::{Body, ErrorResponse};
+use tower_ai_core::{Body, ErrorResponse, ReadBody};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
@@ -28,7 +27,7 @@ pin_project! {
         Refused { refusal: Option<ErrorResponse> },
         Reading {
             #[pin]
-            collect: Collect<Limited<Body>>,
+            collect: ReadBody,
             service: Option<S>,
             parts: Option<http::request::Parts>,
             check: ModelCheck,
@@ -54,7 +53,7 @@ impl<S, F> ResponseFuture<S, F> {
     }
 
     pub(crate) fn reading(
-        collect: Collect<Limited<Body>>,
+        collect: ReadBody,
         service: S,
         parts: http::request::Parts,
         check: ModelCheck,
@@ -110,7 +109,7 @@ where
                     limit,
                 } => {
                     let bytes: Bytes = match ready!(collect.poll(cx)) {
-                        Ok(c) => c.to_bytes(),
+                        Ok(c) => c,
                         Err(e) if e.is::<LengthLimitError>() => {
                             return Poll::Ready(Ok(refusal(ErrorResponse::payload_too_large(
                                 *limit,

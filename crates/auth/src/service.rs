@@ -4,7 +4,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use tower_ai_core::{Body, BoxError, ErrorResponse, LlmRequest, ProviderPath, headers};
 use tower_service::Service;
 
@@ -83,7 +82,7 @@ where
                 Err(refusal) => ResponseFuture::refused(refusal),
             },
             None => ResponseFuture::reading(
-                Limited::new(body, self.shared.max_body_bytes).collect(),
+                body.read(self.shared.max_body_bytes),
                 inner,
                 parts,
                 check,

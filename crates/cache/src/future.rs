@@ -6,11 +6,10 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
-use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
-use tower_ai_core::{Body, BoxError, CacheStatus, ErrorResponse, KnownUsage, UsageSlot};
+use tower_ai_core::{Body, BoxError, CacheStatus, ErrorResponse, KnownUsage, ReadBody, UsageSlot};
 use tower_service::Service;
 
 use crate::body::CachedBody;
@@ -35,7 +34,7 @@ pin_project! {
     enum State<S, F> {
         Reading {
             #[pin]
-            collect: Collect<Limited<Body>>,
+            collect: ReadBody,
             service: Option<S>,
             parts: Option<http::request::Parts>,
             pre: Option<Pre>,
@@ -92,7 +91,7 @@ where
     }
 
     pub(crate) fn reading(
-        collect: Collect<Limited<Body>>,
+        collect: ReadBody,
         service: S,
         parts: http::request::Parts,
         pre: Pre,
@@ -199,7 +198,7 @@ where
                     let parts = parts.take().expect("polled after completion");
                     let service = service.take().expect("polled after completion");
                     match collected {
-                        Ok(c) => after_prepare(prepare(pre, parts, c.to_bytes()), service),
+                        Ok(c) => after_prepare(prepare(pre, parts, c), service),
                         Err(e) => {
                             let error = if e.is::<http_body_util::LengthLimitError>() {
                                 ErrorResponse::payload_too_large(pre.config.max_body_bytes)

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use tower_ai_core::{
     Body, BoxError, CacheStatus, LlmRequest, Operation, ProviderPath, ResolvedRoute, WireFormat,
@@ -108,7 +107,7 @@ where
             Some(bytes) => ResponseFuture::prepared(prepare(pre, parts, bytes), inner),
             None => {
                 let limit = self.config.max_body_bytes;
-                ResponseFuture::reading(Limited::new(body, limit).collect(), inner, parts, pre)
+                ResponseFuture::reading(body.read(limit), inner, parts, pre)
             }
         }
     }
@@ -229,7 +228,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http::StatusCode;
-    use http_body_util::Full;
+    use http_body_util::{BodyExt, Full};
     use tokio_test::{assert_pending, assert_ready_ok};
     use tower::{ServiceExt, service_fn};
     use tower_ai_core::KnownUsage;

@@ -6,10 +6,8 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response};
-use http_body_util::Limited;
-use http_body_util::combinators::Collect;
 use pin_project_lite::pin_project;
-use tower_ai_core::{Body, GatewayGenerated};
+use tower_ai_core::{Body, GatewayGenerated, ReadBody};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
@@ -30,7 +28,7 @@ pin_project! {
     enum State<S, F> {
         Reading {
             #[pin]
-            collect: Collect<Limited<Body>>,
+            collect: ReadBody,
             service: Option<S>,
             parts: Option<http::request::Parts>,
             endpoint: Endpoint,
@@ -64,7 +62,7 @@ impl<S, F> ResponseFuture<S, F> {
     }
 
     pub(crate) fn reading(
-        collect: Collect<Limited<Body>>,
+        collect: ReadBody,
         service: S,
         parts: http::request::Parts,
         endpoint: Endpoint,
@@ -124,7 +122,7 @@ where
                     let endpoint = *endpoint;
                     let next = match collected {
                         Ok(c) => {
-                            let bytes: Bytes = c.to_bytes();
+                            let bytes: Bytes = c;
                             let parts = parts.take().expect("polled after completion");
                             match prepare(shared, parts, &bytes, endpoint, prefix.as_deref()) {
                                 Ok((req, plan)) => {

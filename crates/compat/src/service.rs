@@ -4,7 +4,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use tower_ai_core::{Body, BoxError};
 use tower_service::Service;
 
@@ -85,7 +84,7 @@ where
             None => {
                 let limit = self.shared.max_body_bytes;
                 ResponseFuture::reading(
-                    Limited::new(body, limit).collect(),
+                    body.read(limit),
                     inner,
                     parts,
                     endpoint,

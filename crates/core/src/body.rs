@@ -5,10 +5,12 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt;
+use std::future::Future;
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
 
 /// A boxed error, the error type of [`Body`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -70,31 +72,109 @@ impl Body {
         }
     }
 
-    /// Reads the whole body, at most `limit` bytes. A buffered body answers at once
-    /// without copying.
+    /// Reads the whole body, at most `limit` bytes: [`ReadBody`]. A buffered body
+    /// answers at once without copying.
     ///
     /// Fails with [`LengthLimitError`](http_body_util::LengthLimitError) (inside the
     /// `BoxError`) when the body is longer than `limit`, or with the body's own error.
-    pub async fn collect_limited(self, limit: usize) -> Result<Bytes, BoxError> {
-        match self.kind {
+    pub fn read(self, limit: usize) -> ReadBody {
+        let state = match self.kind {
             Kind::Full(b) => {
                 let b = b.unwrap_or_default();
                 if b.len() <= limit {
-                    return Ok(b);
+                    ReadState::Done(Some(b))
+                } else {
+                    // Let `Limited` produce its own `LengthLimitError`.
+                    ReadState::Reading {
+                        body: Limited::new(Full::new(b).map_err(Into::into).boxed_unsync(), limit),
+                        first: None,
+                        rest: BytesMut::new(),
+                    }
                 }
-                // Let `Limited` produce its own `LengthLimitError`.
-                Ok(
-                    http_body_util::Limited::new(http_body_util::Full::new(b), limit)
-                        .collect()
-                        .await?
-                        .to_bytes(),
-                )
             }
-            Kind::Boxed(inner) => Ok(http_body_util::Limited::new(inner, limit)
-                .collect()
-                .await?
-                .to_bytes()),
+            Kind::Boxed(inner) => ReadState::Reading {
+                body: Limited::new(inner, limit),
+                first: None,
+                rest: BytesMut::new(),
+            },
+        };
+        ReadBody { state }
+    }
+
+    /// [`read`](Self::read), as an `async fn`.
+    pub async fn collect_limited(self, limit: usize) -> Result<Bytes, BoxError> {
+        self.read(limit).await
+    }
+}
+
+/// The future of [`Body::read`]: the whole body as one `Bytes` (the frame itself when
+/// it came in one). Nameable and `Unpin`, for layers' hand-written futures.
+///
+/// It stops as soon as the body says it has ended (`is_end_stream`: on a hyper server,
+/// once its `content-length` is read) instead of polling once more for the end, which
+/// there would wait for the connection task to close the body.
+#[must_use = "futures do nothing unless polled"]
+pub struct ReadBody {
+    state: ReadState,
+}
+
+enum ReadState {
+    Reading {
+        body: Limited<UnsyncBoxBody<Bytes, BoxError>>,
+        first: Option<Bytes>,
+        rest: BytesMut,
+    },
+    Done(Option<Bytes>),
+}
+
+impl fmt::Debug for ReadBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadBody").finish_non_exhaustive()
+    }
+}
+
+impl Future for ReadBody {
+    type Output = Result<Bytes, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let ReadState::Reading { body, first, rest } = &mut self.state else {
+            let ReadState::Done(b) = &mut self.state else {
+                unreachable!()
+            };
+            return Poll::Ready(Ok(b.take().expect("ReadBody polled after it finished")));
+        };
+        loop {
+            if body.is_end_stream() {
+                break;
+            }
+            match std::task::ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers: not part of the bytes
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    match first {
+                        None if rest.is_empty() => *first = Some(data),
+                        _ => {
+                            if let Some(f) = first.take() {
+                                rest.extend_from_slice(&f);
+                            }
+                            rest.extend_from_slice(&data);
+                        }
+                    }
+                }
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => break,
+            }
         }
+        let out = match first.take() {
+            Some(f) => f,
+            None => std::mem::take(rest).freeze(),
+        };
+        self.state = ReadState::Done(None);
+        Poll::Ready(Ok(out))
     }
 }
 
@@ -181,8 +261,6 @@ impl http_body::Body for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body::Body as _;
-    use http_body_util::Full;
 
     #[tokio::test]
     async fn new_does_not_rebox() {
@@ -212,6 +290,50 @@ mod tests {
         assert_eq!(Body::full("1234").collect_limited(4).await.unwrap(), "1234");
         let chunks = crate::test_util::Chunks::new(["12", "34", "5"]);
         let err = Body::new(chunks).collect_limited(4).await.unwrap_err();
+        assert!(err.is::<http_body_util::LengthLimitError>());
+    }
+
+    /// A body that says it has ended after its data, and must not be polled again.
+    struct EndsAfter(Option<Bytes>);
+
+    impl http_body::Body for EndsAfter {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            match self.0.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => panic!("polled past its end"),
+            }
+        }
+        fn is_end_stream(&self) -> bool {
+            self.0.is_none()
+        }
+    }
+
+    #[tokio::test]
+    async fn read_stops_at_the_end_the_body_announces() {
+        let one = Bytes::from_static(b"{\"model\":\"m\"}");
+        let got = Body::new(EndsAfter(Some(one.clone())))
+            .read(1024)
+            .await
+            .unwrap();
+        // One frame: the bytes themselves, not a copy.
+        assert_eq!(got, one);
+        assert_eq!(got.as_ptr(), one.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn read_joins_frames_and_keeps_the_limit() {
+        let chunks = crate::test_util::Chunks::new(["ab", "", "cd", "e"]);
+        assert_eq!(Body::new(chunks).read(5).await.unwrap(), "abcde");
+        let chunks = crate::test_util::Chunks::new(["ab", "cd", "e"]);
+        let err = Body::new(chunks).read(4).await.unwrap_err();
+        assert!(err.is::<http_body_util::LengthLimitError>());
+        assert_eq!(Body::empty().read(0).await.unwrap(), "");
+        let err = Body::full("12345").read(4).await.unwrap_err();
         assert!(err.is::<http_body_util::LengthLimitError>());
     }
 }

@@ -72,7 +72,7 @@ mod sse;
 mod test_util;
 mod usage;
 
-pub use body::{Body, BoxError};
+pub use body::{Body, BoxError, ReadBody};
 pub use error::ErrorResponse;
 pub use ext::{
     CacheStatus, CallerId, CallerTags, ClientAddr, FallbackStep, GatewayGenerated, GatewayHeaders,

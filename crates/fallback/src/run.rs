@@ -309,23 +309,9 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// Reads the client's body, at most `limit` bytes. (Not `Body::collect_limited`: awaited
-/// inside this boxed `Send` future, its future trips rustc's higher-ranked lifetime check,
-/// "implementation of `From` is not general enough".)
+/// Reads the client's body, at most `limit` bytes.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ErrorResponse> {
-    let mut body = http_body_util::Limited::new(body, limit);
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(f) => {
-                if let Ok(d) = f.into_data() {
-                    buf.extend_from_slice(&d);
-                }
-            }
-            Err(e) => return Err(body_error(&*e, limit)),
-        }
-    }
-    Ok(buf.freeze())
+    body.read(limit).await.map_err(|e| body_error(&*e, limit))
 }
 
 fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) -> ErrorResponse {

@@ -7,12 +7,10 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response};
-use http_body_util::Limited;
-use http_body_util::combinators::Collect;
 use pin_project_lite::pin_project;
 use tower_ai_core::{
     Body, BoxError, CacheStatus, ErrorResponse, FallbackStep, GatewayGenerated, KnownUsage,
-    LlmRequest, Operation, ResponseUsage, ServedRequest, UsageSlot, WireFormat,
+    LlmRequest, Operation, ReadBody, ResponseUsage, ServedRequest, UsageSlot, WireFormat,
 };
 use tower_service::Service;
 
@@ -128,7 +126,7 @@ pin_project! {
     enum State<S, F, R: Recorder> {
         Reading {
             #[pin]
-            collect: Collect<Limited<Body>>,
+            collect: ReadBody,
             service: Option<S>,
             parts: Option<http::request::Parts>,
             pre: Option<Pre<R>>,
@@ -167,7 +165,7 @@ impl<S, F, R: Recorder> ResponseFuture<S, F, R> {
     }
 
     pub(crate) fn reading(
-        collect: Collect<Limited<Body>>,
+        collect: ReadBody,
         service: S,
         parts: http::request::Parts,
         pre: Pre<R>,
@@ -246,7 +244,7 @@ where
                     let mut service = service.take().expect("polled after completion");
                     let next = match collected {
                         Ok(c) => {
-                            let (req, ctx, strip) = prepare(pre, parts, c.to_bytes());
+                            let (req, ctx, strip) = prepare(pre, parts, c);
                             State::Calling {
                                 future: service.call(req),
                                 ctx: Some(ctx),

@@ -6,7 +6,6 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Limited};
 use tower_ai_core::{
     Body, BoxError, CallerId, ErrorResponse, FallbackStep, LlmRequest, Operation, ProviderPath,
     ResolvedRoute, WireFormat, headers,
@@ -122,7 +121,7 @@ where
             }
             None => {
                 let limit = self.shared.max_body_bytes;
-                ResponseFuture::reading(Limited::new(body, limit).collect(), inner, parts, pre)
+                ResponseFuture::reading(body.read(limit), inner, parts, pre)
             }
         }
     }

@@ -5,12 +5,10 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Limited;
-use http_body_util::combinators::Collect;
 use pin_project_lite::pin_project;
 use tower_ai_core::{
-    Body, BoxError, CacheStatus, ErrorResponse, KnownUsage, LlmRequest, ResponseUsage, UsageSlot,
-    WireFormat,
+    Body, BoxError, CacheStatus, ErrorResponse, KnownUsage, LlmRequest, ReadBody, ResponseUsage,
+    UsageSlot, WireFormat,
 };
 use tower_service::Service;
 
@@ -52,7 +50,7 @@ pin_project! {
     enum State<S, F> {
         Reading {
             #[pin]
-            collect: Collect<Limited<Body>>,
+            collect: ReadBody,
             service: Option<S>,
             parts: Option<http::request::Parts>,
         },
@@ -88,7 +86,7 @@ impl<S, F> ResponseFuture<S, F> {
 
     pub(crate) fn reading(
         shared: Arc<Shared>,
-        collect: Collect<Limited<Body>>,
+        collect: ReadBody,
         service: S,
         parts: http::request::Parts,
     ) -> Self {
@@ -144,7 +142,7 @@ where
                     let service = service.take().expect("polled after completion");
                     let next = match collected {
                         Ok(c) => {
-                            let (req, plan, llm) = prepare(&shared, parts, c.to_bytes());
+                            let (req, plan, llm) = prepare(&shared, parts, c);
                             State::Deciding {
                                 decided: Box::pin(plan.decide()),
                                 service: Some(service),

@@ -4,7 +4,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Limited};
 use tower_ai_core::{
     Body, BoxError, CallerId, CallerTags, ClientAddr, LlmRequest, ProviderPath, ResolvedRoute,
 };
@@ -72,7 +71,7 @@ where
             }
             None => ResponseFuture::reading(
                 self.shared.clone(),
-                Limited::new(body, self.shared.max_body_bytes).collect(),
+                body.read(self.shared.max_body_bytes),
                 inner,
                 parts,
             ),
