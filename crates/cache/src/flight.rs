@@ -379,7 +379,13 @@ impl State {
                 }
             }
         };
-        let mut headers = HeaderMap::new();
+        // Sized for what is kept (an empty map allocates nothing; a grown one would
+        // hold room for a dozen headers per entry).
+        let kept = Entry::KEPT_HEADERS
+            .iter()
+            .map(|name| self.headers.get_all(name).iter().count())
+            .sum();
+        let mut headers = HeaderMap::with_capacity(kept);
         for name in Entry::KEPT_HEADERS {
             for v in self.headers.get_all(&name) {
                 // Copied for the same reason: a parsed header value is a slice of the
