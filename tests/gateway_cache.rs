@@ -12,6 +12,35 @@ use tower_ai_mock::MockProvider;
 const CHAT: &str =
     r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"count my words please"}]}"#;
 
+/// The request log's records with this cache status.
+fn with_status<'a>(logs: &'a serde_json::Value, status: &str) -> Vec<&'a serde_json::Value> {
+    logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["cache_status"] == status)
+        .collect()
+}
+
+/// `GET /logs` until `done` holds (the request log is written in batches), 5 s at most.
+async fn logs_until(
+    c: &HttpClient,
+    base: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut logs = serde_json::Value::Null;
+    for _ in 0..200 {
+        logs = send(c, request(Method::GET, &format!("{base}/logs"), &[], ""))
+            .await
+            .json();
+        if done(&logs) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    logs
+}
+
 #[tokio::test]
 async fn hits_are_served_metered_and_purged() {
     let mock = MockProvider::start().await.unwrap();
@@ -39,54 +68,18 @@ async fn hits_are_served_metered_and_purged() {
     assert_eq!(other.headers["aigw-cache-status"], "MISS");
     assert_eq!(mock.requests(), 2);
 
-    // The meter recorded the hit with the usage it saved.
-    let mut hit = None;
-    for _ in 0..200 {
-        let logs = send(
-            &c,
-            request(Method::GET, &format!("{}/logs", gw.url()), &[], ""),
-        )
-        .await
-        .json();
-        hit = logs["logs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["cache_status"] == "HIT")
-            .cloned();
-        if hit.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let hit = hit.expect("the hit is in the request log");
+    // The meter recorded the hit with the usage it saved, and the misses with the usage
+    // the provider reported (the cache parsed each answer once, for its entry and, through
+    // its usage slot, for the meter above it).
+    let logs = logs_until(&c, &gw.url(), |all| {
+        with_status(all, "HIT").len() == 1 && with_status(all, "MISS").len() == 2
+    })
+    .await;
+    let hit = with_status(&logs, "HIT")[0];
     assert_eq!(hit["usage_source"], "known");
     assert_eq!(hit["input_tokens"], 4);
     assert_eq!(hit["output_tokens"], 16);
-    // And the miss with the usage the provider reported: the cache parsed the answer
-    // once, for its entry and for the meter and the limiter above it (its usage slot).
-    let mut misses = Vec::new();
-    for _ in 0..200 {
-        let logs = send(
-            &c,
-            request(Method::GET, &format!("{}/logs", gw.url()), &[], ""),
-        )
-        .await
-        .json();
-        misses = logs["logs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["cache_status"] == "MISS")
-            .cloned()
-            .collect();
-        if misses.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(misses.len(), 2, "{misses:?}");
-    for miss in misses {
+    for miss in with_status(&logs, "MISS") {
         assert_eq!(miss["usage_source"], "reported");
         assert_eq!(miss["input_tokens"], 4);
         assert_eq!(miss["output_tokens"], 16);
