@@ -340,6 +340,19 @@ mod tests {
         );
     }
 
+    /// Keys are stored (in Redis, by every replica): a change to how they are computed
+    /// must be deliberate (and bump `VERSION`), never a side effect.
+    #[test]
+    fn keys_are_stable() {
+        let mut h = HeaderMap::new();
+        h.insert("anthropic-version", "2023-06-01".parse().unwrap());
+        let body = r#"{"stream":true,"messages":[{"role":"user","content":"Hi \"there\" \u00e9"}],"model":"gpt-4o-mini","n":[1,2.5,{"b":null,"a":false}]}"#;
+        assert_eq!(
+            key_of(body, true, Scope::Credential("sk-x"), &h).to_hex(),
+            "77ed2e28cb17e1d6a9437223490f8d23c59d2ef57e1a0efc8c397479246907c7"
+        );
+    }
+
     #[test]
     fn what_changes_the_answer_changes_the_key() {
         assert_ne!(key(BODY), key(&BODY.replace("gpt-4o-mini", "gpt-4o")));
