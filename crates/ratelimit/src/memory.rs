@@ -277,6 +277,7 @@ impl MemoryStore {
 mod tests {
     use super::*;
     use crate::store::Kind;
+    use crate::store::testing::take_both;
 
     fn spec(amount: u64) -> Spec {
         Spec {
@@ -414,18 +415,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let shared = ask("shared", Kind::FixedWindow, 100, 1);
                 let own = ask(&format!("own-{t}"), Kind::FixedWindow, 3, 1);
-                let mut admitted = 0;
-                for i in 0..16 {
-                    let asks = if (t + i) % 2 == 0 {
-                        [shared.clone(), own.clone()]
-                    } else {
-                        [own.clone(), shared.clone()]
-                    };
-                    let d = store.acquire_all(&asks).await.unwrap();
-                    if d.len() == 2 && d.iter().all(|d| d.allowed) {
-                        admitted += 1;
-                    }
-                }
+                let admitted = take_both(&store, &shared, &own, t, 16).await;
                 (t, admitted)
             }));
         }

@@ -308,6 +308,7 @@ impl RateLimitStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::take_both;
 
     fn spec(kind: Kind, amount: u64, period: Duration) -> Spec {
         Spec {
@@ -573,18 +574,7 @@ mod tests {
                 tasks.push(tokio::spawn(async move {
                     let shared = ask("shared", spec(kind, 100, HOUR), 1);
                     let own = ask(&format!("own-{t}"), spec(Kind::FixedWindow, 3, HOUR), 1);
-                    let mut admitted = 0;
-                    for i in 0..16 {
-                        let asks = if (t + i) % 2 == 0 {
-                            [shared.clone(), own.clone()]
-                        } else {
-                            [own.clone(), shared.clone()]
-                        };
-                        let d = store.acquire_all(&asks).await.unwrap();
-                        if d.len() == 2 && d.iter().all(|d| d.allowed) {
-                            admitted += 1;
-                        }
-                    }
+                    let admitted = take_both(&store, &shared, &own, t, 16).await;
                     (t, admitted)
                 }));
             }

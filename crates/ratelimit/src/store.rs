@@ -392,6 +392,36 @@ impl Bucket {
     }
 }
 
+/// What the stores' all-or-nothing tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Ask, RateLimitStore};
+
+    /// Task `t` asks for `shared` and `own` together `rounds` times, in alternating
+    /// order; how many times both were granted.
+    pub(crate) async fn take_both(
+        store: &impl RateLimitStore,
+        shared: &Ask,
+        own: &Ask,
+        t: usize,
+        rounds: usize,
+    ) -> u64 {
+        let mut admitted = 0;
+        for i in 0..rounds {
+            let asks = if (t + i).is_multiple_of(2) {
+                [shared.clone(), own.clone()]
+            } else {
+                [own.clone(), shared.clone()]
+            };
+            let d = store.acquire_all(&asks).await.unwrap();
+            if d.len() == 2 && d.iter().all(|d| d.allowed) {
+                admitted += 1;
+            }
+        }
+        admitted
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
