@@ -25,7 +25,30 @@ pub fn client() -> HttpClient {
 /// A gateway whose `openai`, `anthropic` and `azure-openai` providers point at `mock`,
 /// with `extra` TOML appended (it may add sections, not repeat these).
 pub async fn gateway_for(mock: &MockProvider, extra: &str) -> RunningGateway {
-    let toml = format!(
+    start(&gateway_toml(mock, extra)).await
+}
+
+/// Starts a gateway from `toml`, with the request log in memory unless `toml` has a
+/// `[meter]` section.
+pub async fn start(toml: &str) -> RunningGateway {
+    RunningGateway::start(config(toml))
+        .await
+        .expect("gateway starts")
+}
+
+/// The configuration [`start`] runs.
+pub fn config(toml: &str) -> Config {
+    let toml = if toml.contains("[meter]") {
+        toml.to_owned()
+    } else {
+        format!("{toml}\n[meter]\nlog_path = \":memory:\"\n")
+    };
+    Config::from_toml(&toml).expect("test config is valid")
+}
+
+/// The `toml` [`gateway_for`] runs against `mock`.
+pub fn gateway_toml(mock: &MockProvider, extra: &str) -> String {
+    format!(
         r#"
         listen = "127.0.0.1:0"
         [providers.openai]
@@ -37,20 +60,7 @@ pub async fn gateway_for(mock: &MockProvider, extra: &str) -> RunningGateway {
         {extra}
         "#,
         url = mock.url()
-    );
-    start(&toml).await
-}
-
-/// Starts a gateway from `toml`, with the request log in memory unless `toml` has a
-/// `[meter]` section.
-pub async fn start(toml: &str) -> RunningGateway {
-    let toml = if toml.contains("[meter]") {
-        toml.to_owned()
-    } else {
-        format!("{toml}\n[meter]\nlog_path = \":memory:\"\n")
-    };
-    let config = Config::from_toml(&toml).expect("test config is valid");
-    RunningGateway::start(config).await.expect("gateway starts")
+    )
 }
 
 pub struct Sent {

@@ -72,6 +72,19 @@ impl<B> fmt::Debug for Builder<B> {
     }
 }
 
+impl<B> Clone for Builder<B> {
+    fn clone(&self) -> Self {
+        Self {
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            pool_idle_timeout: self.pool_idle_timeout,
+            pool_max_idle_per_host: self.pool_max_idle_per_host,
+            http2_only: self.http2_only,
+            _body: PhantomData,
+        }
+    }
+}
+
 impl Default for Builder<Body> {
     fn default() -> Self {
         Self {

@@ -29,7 +29,8 @@ use tracing::Level;
 use crate::config::{Config, ConfigError};
 use crate::metering::Metering;
 
-/// Builds the gateway's router from a configuration.
+/// Builds the gateway's router from a configuration: [`Gateway::new`] and
+/// [`Gateway::router`] in one step.
 ///
 /// - `GET /healthz`: `{"status":"ok"}`; `GET /metrics`, `/usage`, `/logs`; `DELETE /cache`.
 /// - everything else: fallback (the universal endpoint `POST /`, configured routes,
@@ -43,84 +44,154 @@ use crate::metering::Metering;
 /// the response), tracing spans and access logs that never carry headers or queries, and
 /// the body size limit (413).
 pub async fn router(config: &Config) -> Result<Router, ConfigError> {
-    let mut meter = Metering::new(config)?;
-    let providers = config.providers()?;
-    let keys = config.auth.store(&providers)?;
-    let auth = crate::auth::layer(&keys, config.server.max_body_bytes);
-    let ratelimit = config
-        .ratelimit
-        .layer_with(config.auth.limits()?)
-        .await?
-        .with_providers(config.providers()?)
-        .with_prices(config.prices()?)
-        .with_max_body_bytes(config.server.max_body_bytes);
-    let (connect, timeout) = config.upstream_timeouts();
-    let client = Client::builder()
-        .connect_timeout(Some(connect))
-        .request_timeout(Some(timeout))
-        .pool_idle_timeout(Some(Duration::from_secs(
-            config.upstream.pool_idle_timeout_secs,
-        )))
-        .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-        .build()
-        .map_err(|e| ConfigError::new(format!("upstream client: {e}")))?;
-    let route = config.route_layer()?;
-    let fallback = config
-        .fallback
-        .layer(&providers)?
-        .with_max_body_bytes(config.server.max_body_bytes);
-    meter.fallback = Some(fallback.handle());
-    let compat = crate::compat::layer(config)?;
-    let limit = config.server.max_body_bytes;
-    let cache = config.cache.layer().await?.map(|c| {
-        c.with_providers(providers.clone())
-            .with_max_body_bytes(limit)
-    });
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .merge(meter.admin_routes())
-        .merge(crate::cache::routes(cache.as_ref().map(|c| c.handle())));
-    // With auth on, the admin endpoints need the admin token.
-    let app = crate::auth::guard_admin(app, &config.auth, &keys);
-    // Each optional layer changes the response body type, so each combination is its own
-    // stack type and becomes the router's fallback in its own branch. From the outside in:
-    // fallback (each attempt goes through everything below it: metered, counted, cached
-    // per step), the meter (it records the gateway's own refusals too), the rate limiter
-    // (every request counts, cache hits give their token reservations back), the cache
-    // (keyed on the request as the client sent it), compat (translates `/compat/...`),
-    // provider routing, the upstream client. The rate limiter reads usage below the meter and
-    // leaves it in the usage slot, so a response is parsed once.
-    macro_rules! stack {
-        ($($layer:expr),*) => {
-            proxy_service(
-                ServiceBuilder::new()$(.layer($layer))*.service(client),
-                auth.clone(),
-                limit,
-            )
-        };
-    }
-    let f = fallback;
-    let app = match (meter.layer.clone(), cache) {
-        (Some(m), Some(c)) => app.fallback_service(stack!(f, m, ratelimit, c, compat, route)),
-        (Some(m), None) => app.fallback_service(stack!(f, m, ratelimit, compat, route)),
-        (None, Some(c)) => app.fallback_service(stack!(f, ratelimit, c, compat, route)),
-        (None, None) => app.fallback_service(stack!(f, ratelimit, compat, route)),
-    };
+    Gateway::new(config).await?.router()
+}
 
-    let request_id = headers::REQUEST_ID.name;
-    let max_headers = config.server.max_header_bytes;
-    Ok(app.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(request_id.clone(), MakeId::new()))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(make_span)
-                    .on_response(DefaultOnResponse::new().level(Level::INFO))
-                    .on_failure(DefaultOnFailure::new().level(Level::WARN)),
-            )
-            .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(crate::limits::HeadLimitLayer { limit: max_headers }),
-    ))
+/// The gateway's shared state, built once from a configuration: every layer (with its
+/// caches, counters, stores and recorders) and the admin endpoints. Each
+/// [`router`](Self::router) serves from that one state over an upstream client of its own,
+/// so a server with a runtime per thread ([`serve_per_thread`](crate::serve_per_thread))
+/// gives each thread its own connection pool and shares everything else.
+#[derive(Clone)]
+pub struct Gateway {
+    admin: Router,
+    auth: Option<AuthLayer>,
+    fallback: tower_ai_fallback::FallbackLayer,
+    meter: Option<tower_ai_meter::MeterLayer<crate::metering::Recorders>>,
+    ratelimit: tower_ai_ratelimit::RateLimitLayer,
+    cache: Option<tower_ai_cache::CacheLayer>,
+    compat: tower_ai_compat::CompatLayer,
+    route: tower_ai_provider_route::ProviderRouteLayer,
+    client: tower_ai_client::Builder,
+    request_id: MakeId,
+    max_body: usize,
+    max_headers: usize,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("auth", &self.auth.is_some())
+            .field("meter", &self.meter.is_some())
+            .field("cache", &self.cache.is_some())
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Builds every layer from `config` (opening the request log, connecting to Redis
+    /// when a store is there). Runtime tasks a store needs (Redis connections) run on the
+    /// runtime this is called on, which must outlive the gateway.
+    pub async fn new(config: &Config) -> Result<Self, ConfigError> {
+        let mut meter = Metering::new(config)?;
+        let providers = config.providers()?;
+        let keys = config.auth.store(&providers)?;
+        let auth = crate::auth::layer(&keys, config.server.max_body_bytes);
+        let ratelimit = config
+            .ratelimit
+            .layer_with(config.auth.limits()?)
+            .await?
+            .with_providers(config.providers()?)
+            .with_prices(config.prices()?)
+            .with_max_body_bytes(config.server.max_body_bytes);
+        let (connect, timeout) = config.upstream_timeouts();
+        let client = Client::builder()
+            .connect_timeout(Some(connect))
+            .request_timeout(Some(timeout))
+            .pool_idle_timeout(Some(Duration::from_secs(
+                config.upstream.pool_idle_timeout_secs,
+            )))
+            .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host);
+        let route = config.route_layer()?;
+        let fallback = config
+            .fallback
+            .layer(&providers)?
+            .with_max_body_bytes(config.server.max_body_bytes);
+        meter.fallback = Some(fallback.handle());
+        let compat = crate::compat::layer(config)?;
+        let limit = config.server.max_body_bytes;
+        let cache = config.cache.layer().await?.map(|c| {
+            c.with_providers(providers.clone())
+                .with_max_body_bytes(limit)
+        });
+        let admin = Router::new()
+            .route("/healthz", get(healthz))
+            .merge(meter.admin_routes())
+            .merge(crate::cache::routes(cache.as_ref().map(|c| c.handle())));
+        // With auth on, the admin endpoints need the admin token.
+        let admin = crate::auth::guard_admin(admin, &config.auth, &keys);
+        Ok(Self {
+            admin,
+            auth,
+            fallback,
+            meter: meter.layer,
+            ratelimit,
+            cache,
+            compat,
+            route,
+            client,
+            request_id: MakeId::new(),
+            max_body: limit,
+            max_headers: config.server.max_header_bytes,
+        })
+    }
+
+    /// The router (see [`router`](crate::router)) over a new upstream client. Its
+    /// connection pool lives on the runtime that first sends through it.
+    pub fn router(&self) -> Result<Router, ConfigError> {
+        let client = self
+            .client
+            .clone()
+            .build()
+            .map_err(|e| ConfigError::new(format!("upstream client: {e}")))?;
+        let (auth, limit) = (&self.auth, self.max_body);
+        // Each optional layer changes the response body type, so each combination is its
+        // own stack type and becomes the router's fallback in its own branch. From the
+        // outside in: fallback (each attempt goes through everything below it: metered,
+        // counted, cached per step), the meter (it records the gateway's own refusals
+        // too), the rate limiter (every request counts, cache hits give their token
+        // reservations back), the cache (keyed on the request as the client sent it),
+        // compat (translates `/compat/...`), provider routing, the upstream client. The
+        // rate limiter reads usage below the meter and leaves it in the usage slot, so a
+        // response is parsed once.
+        macro_rules! stack {
+            ($($layer:expr),*) => {
+                proxy_service(
+                    ServiceBuilder::new()$(.layer($layer.clone()))*.service(client),
+                    auth.clone(),
+                    limit,
+                )
+            };
+        }
+        let (f, r, co, ro) = (&self.fallback, &self.ratelimit, &self.compat, &self.route);
+        let app = self.admin.clone();
+        let app = match (&self.meter, &self.cache) {
+            (Some(m), Some(c)) => app.fallback_service(stack!(f, m, r, c, co, ro)),
+            (Some(m), None) => app.fallback_service(stack!(f, m, r, co, ro)),
+            (None, Some(c)) => app.fallback_service(stack!(f, r, c, co, ro)),
+            (None, None) => app.fallback_service(stack!(f, r, co, ro)),
+        };
+
+        let request_id = headers::REQUEST_ID.name;
+        Ok(app.layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(
+                    request_id.clone(),
+                    self.request_id.clone(),
+                ))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(make_span)
+                        .on_response(DefaultOnResponse::new().level(Level::INFO))
+                        .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(crate::limits::HeadLimitLayer {
+                    limit: self.max_headers,
+                }),
+        ))
+    }
 }
 
 /// The proxy as an axum service: the body limit, the stack, its errors as JSON.

@@ -104,6 +104,10 @@ pub struct ServerConfig {
     /// On SIGINT/SIGTERM, how long in-flight requests and streams may take to finish
     /// before the gateway exits anyway. Default 30.
     pub shutdown_timeout_secs: u64,
+    /// Threads serving requests (the `gateway` binary), each with its own single-threaded
+    /// runtime and upstream connection pool; connections are spread across them. 0 (the
+    /// default): one per CPU.
+    pub threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +116,7 @@ impl Default for ServerConfig {
             max_body_bytes: 32 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
             shutdown_timeout_secs: 30,
+            threads: 0,
         }
     }
 }

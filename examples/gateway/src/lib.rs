@@ -8,8 +8,9 @@
 //! repository README for the configuration reference and how to point the OpenAI and
 //! Anthropic SDKs at it.
 //!
-//! As a library it gives tests and embedders the same gateway: [`Config`], [`router`],
-//! [`serve`] and [`RunningGateway`].
+//! As a library it gives tests and embedders the same gateway: [`Config`], [`router`]
+//! (or [`Gateway`], to build routers over one shared state), [`serve`],
+//! [`serve_per_thread`] and [`RunningGateway`].
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() -> Result<(), tower_ai_gateway::BoxError> {
@@ -36,7 +37,7 @@ mod metering;
 pub mod ratelimit;
 mod serve;
 
-pub use app::router;
+pub use app::{Gateway, router};
 pub use config::{Config, ConfigError};
-pub use serve::{RunningGateway, bind, serve, shutdown_signal};
+pub use serve::{RunningGateway, bind, serve, serve_per_thread, shutdown_signal};
 pub use tower_ai_core::BoxError;

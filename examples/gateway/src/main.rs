@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tower_ai_gateway::{Config, router, serve, shutdown_signal};
+use tower_ai_gateway::{Config, Gateway, serve_per_thread, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc gives the memory of finished requests back to the system; glibc's allocator
@@ -88,7 +88,9 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // This runtime builds the gateway, accepts connections and runs what the stores need
+    // in the background (Redis connections); requests run on `serve_per_thread`'s threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -108,7 +110,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), tower_ai_gateway::BoxError> {
-    let app = router(&config).await?;
+    let gateway = Gateway::new(&config).await?;
     let listener = tower_ai_gateway::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -116,7 +118,14 @@ async fn run(config: Config) -> Result<(), tower_ai_gateway::BoxError> {
     // Scripts wait for this line.
     println!("gateway listening on http://{addr}");
     let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
-    serve(listener, app, shutdown_signal(), grace).await?;
+    serve_per_thread(
+        listener,
+        &gateway,
+        config.server.threads,
+        shutdown_signal(),
+        grace,
+    )
+    .await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

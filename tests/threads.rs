@@ -1,0 +1,208 @@
+//! The gateway as the binary serves it: a runtime per thread (`serve_per_thread`), one
+//! shared state. Connections are handed to the threads in turn, so clients on separate
+//! connections land on different threads; limits, the cache and the meter must still be
+//! one.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use http::{Method, StatusCode};
+use tower_ai_gateway::RunningGateway;
+use tower_ai_mock::MockProvider;
+
+const CHAT: &str =
+    r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the threads"}]}"#;
+const CHAT_STREAM: &str = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say hello to the threads"}]}"#;
+
+async fn start_threads(mock: &MockProvider, extra: &str) -> RunningGateway {
+    let mut config = config(&gateway_toml(mock, extra));
+    config.server.threads = 2;
+    RunningGateway::start_per_thread(config)
+        .await
+        .expect("gateway starts")
+}
+
+/// The names of this process's threads serving on `port` (`aigw-{port}-{i}`).
+fn serving_threads(port: u16) -> BTreeSet<String> {
+    let prefix = format!("aigw-{port}-");
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .filter(|name| name.starts_with(&prefix))
+        .collect()
+}
+
+/// The serving threads once there are `n` (a thread names itself as it starts).
+async fn wait_for_threads(port: u16, n: usize) -> BTreeSet<String> {
+    for _ in 0..200 {
+        let names = serving_threads(port);
+        if names.len() == n {
+            return names;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("serving threads: {:?}, not {n}", serving_threads(port));
+}
+
+/// `n` requests from `connections` clients of their own (so as many connections), in
+/// parallel: (200s, 429s, anything else).
+async fn flood(url: &str, n: u64, connections: u64, key: &str) -> (u64, u64, u64) {
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let next = Arc::new(AtomicU64::new(0));
+    let auth = format!("Bearer {key}");
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (counts, next, auth) = (counts.clone(), next.clone(), auth.clone());
+        let url = format!("{url}/openai/chat/completions");
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                let r = post_json(&c, &url, &[("authorization", &auth)], CHAT).await;
+                let i = match r.status {
+                    StatusCode::OK => 0,
+                    StatusCode::TOO_MANY_REQUESTS => 1,
+                    _ => 2,
+                };
+                counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        within(120, t).await.unwrap();
+    }
+    let [ok, limited, other] = &*counts;
+    (
+        ok.load(Ordering::Relaxed),
+        limited.load(Ordering::Relaxed),
+        other.load(Ordering::Relaxed),
+    )
+}
+
+fn limits(store: &str, prefix: &str) -> String {
+    format!(
+        r#"
+        [ratelimit]
+        store = "{store}"
+        redis_prefix = "{prefix}"
+        [[ratelimit.limits]]
+        name = "per-key"
+        key = "api_key"
+        requests = 100
+        period = "1h"
+        "#
+    )
+}
+
+async fn usage_requests(gw: &RunningGateway, want: u64) -> u64 {
+    let c = client();
+    let url = format!("{}/usage", gw.url());
+    let mut seen = 0;
+    // The request log writes in batches; give it its moment.
+    for _ in 0..200 {
+        let u = send(&c, request(Method::GET, &url, &[], "")).await;
+        assert_eq!(u.status, StatusCode::OK);
+        seen = u.json()["totals"]["requests"].as_u64().unwrap();
+        if seen >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_limit_and_one_meter_across_threads() {
+    let mock = MockProvider::start().await.unwrap();
+    let gw = start_threads(&mock, &limits("memory", "")).await;
+    let names = wait_for_threads(gw.addr().port(), 2).await;
+    let port = gw.addr().port();
+    assert_eq!(
+        names,
+        BTreeSet::from([format!("aigw-{port}-0"), format!("aigw-{port}-1")])
+    );
+    let (ok, limited, other) = flood(&gw.url(), 1000, 32, "sk-threads-memory").await;
+    assert_eq!((ok, limited, other), (100, 900, 0));
+    assert_eq!(
+        mock.requests(),
+        100,
+        "refused requests never reach the provider"
+    );
+    // Every request metered once, into the one log, whichever thread served it.
+    assert_eq!(usage_requests(&gw, 1000).await, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_limits_from_every_thread() {
+    // The Redis connection lives on the accepting runtime; every thread's requests go
+    // through it.
+    let mock = MockProvider::start().await.unwrap();
+    let prefix = format!("tower-ai-test:threads:{}:{}:", std::process::id(), line!());
+    let gw = start_threads(&mock, &limits("redis", &prefix)).await;
+    let (ok, limited, other) = flood(&gw.url(), 400, 32, "sk-threads-redis").await;
+    assert_eq!((ok, limited, other), (100, 300, 0));
+    assert_eq!(mock.requests(), 100);
+}
+
+#[tokio::test]
+async fn one_cache_across_threads() {
+    let mock = MockProvider::start().await.unwrap();
+    let gw = start_threads(&mock, "[cache]\nenabled = true\nttl = 60\n").await;
+    let url = format!("{}/openai/chat/completions", gw.url());
+    // Two clients, two connections: handed to the two threads in turn.
+    let (a, b) = (client(), client());
+    let first = post_json(&a, &url, &[], CHAT).await;
+    let second = post_json(&b, &url, &[], CHAT).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.headers["aigw-cache-status"], "MISS");
+    assert_eq!(second.headers["aigw-cache-status"], "HIT");
+    assert_eq!(second.body, first.body);
+    assert_eq!(mock.requests(), 1);
+}
+
+#[tokio::test]
+async fn streams_on_every_thread_and_a_graceful_shutdown_that_ends_them() {
+    let mock = MockProvider::start().await.unwrap();
+    let gw = start_threads(&mock, "").await;
+    let url = format!("{}/openai/chat/completions", gw.url());
+    wait_for_threads(gw.addr().port(), 2).await;
+    // Four streams on four connections: two per thread, in flight when shutdown begins.
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let req = request(
+            Method::POST,
+            &url,
+            &[("x-mock-chunks", "5"), ("x-mock-chunk-delay-ms", "100")],
+            CHAT_STREAM,
+        );
+        let res = within(20, client().request(req)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        streams.push(tokio::spawn(frames(res)));
+    }
+    let addr = gw.addr();
+    let port = addr.port();
+    let stopping = gw.begin_shutdown();
+    for s in streams {
+        let (frames, end) = within(20, s).await.unwrap();
+        end.unwrap();
+        assert!(concat(&frames).ends_with(b"data: [DONE]\n\n"));
+    }
+    within(20, stopping).await.unwrap().unwrap();
+    // Stopped: no new connections, and the threads are gone.
+    let refused = client()
+        .request(request(
+            Method::GET,
+            &format!("http://{addr}/healthz"),
+            &[],
+            "",
+        ))
+        .await;
+    assert!(refused.is_err());
+    // Joined before the shutdown returned.
+    assert_eq!(serving_threads(port), BTreeSet::new());
+}
