@@ -36,8 +36,10 @@ mod limits;
 mod metering;
 pub mod ratelimit;
 mod serve;
+mod threads;
 
 pub use app::{Gateway, router};
 pub use config::{Config, ConfigError};
-pub use serve::{RunningGateway, bind, serve, serve_per_thread, shutdown_signal};
+pub use serve::{RunningGateway, bind, serve, shutdown_signal};
+pub use threads::serve_per_thread;
 pub use tower_ai_core::BoxError;
