@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use tower_ai_core::CacheStatus;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::record::{Record, Recorder};
+use crate::record::{ErrorOrigin, Outcome, Record, Recorder};
 
 /// Distinct model labels per provider before the rest are labelled `other`: label
 /// cardinality stays bounded whatever names clients send.
@@ -85,6 +87,87 @@ struct Inner {
     ttft: Hist,
     tpot: Hist,
     labels: Mutex<Labels>,
+    /// Each labelled (provider, model) pair's series, by the names records carry: a
+    /// record finds its counters with two map lookups instead of building label sets
+    /// (a dozen `String`s) and looking each family up. Pairs folded into `other` are not
+    /// kept here (their names are unbounded); they take the long way.
+    series: RwLock<HashMap<Arc<str>, HashMap<Arc<str>, Arc<Series>>>>,
+}
+
+/// The series of one (provider, model) label pair, each made when first needed (a
+/// series appears in the exposition once it is made).
+struct Series {
+    provider: String,
+    model: String,
+    /// By (status, outcome, cache status): a handful per pair.
+    requests: RwLock<Vec<(RequestKey, Counter)>>,
+    errors: [OnceLock<Counter>; 2],
+    tokens: [OnceLock<Counter>; 5],
+    cost: OnceLock<Counter<f64, AtomicU64>>,
+    unknown_cost: OnceLock<Counter>,
+    duration: OnceLock<Histogram>,
+    ttft: OnceLock<Histogram>,
+    tpot: OnceLock<Histogram>,
+}
+
+type RequestKey = (Option<u16>, Outcome, Option<CacheStatus>);
+
+/// The `type` label of `tokens`, in the order of [`Series::tokens`].
+const TOKEN_TYPES: [&str; 5] = ["input", "output", "cached_input", "cache_write", "reasoning"];
+
+impl Series {
+    fn new((provider, model): (String, String)) -> Self {
+        Self {
+            provider,
+            model,
+            requests: RwLock::default(),
+            errors: Default::default(),
+            tokens: Default::default(),
+            cost: OnceLock::new(),
+            unknown_cost: OnceLock::new(),
+            duration: OnceLock::new(),
+            ttft: OnceLock::new(),
+            tpot: OnceLock::new(),
+        }
+    }
+
+    fn model_labels(&self) -> ModelLabels {
+        ModelLabels {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+        }
+    }
+
+    fn provider_labels(&self) -> ProviderLabels {
+        ProviderLabels {
+            provider: self.provider.clone(),
+        }
+    }
+
+    fn requests(&self, family: &Family<RequestLabels, Counter>, key: RequestKey) -> Counter {
+        let found = |v: &Vec<(RequestKey, Counter)>| {
+            v.iter().find(|(k, _)| *k == key).map(|(_, c)| c.clone())
+        };
+        if let Some(c) = found(&self.requests.read().unwrap_or_else(|e| e.into_inner())) {
+            return c;
+        }
+        let mut v = self.requests.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = found(&v) {
+            return c;
+        }
+        let (status, outcome, cache) = key;
+        let c = family
+            .get_or_create(&RequestLabels {
+                provider: self.provider.clone(),
+                model: self.model.clone(),
+                status: status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                outcome: outcome.as_str().to_owned(),
+                cache: cache.map_or("none", |c| c.as_str()).to_owned(),
+            })
+            .clone();
+        v.push((key, c.clone()));
+        c
+    }
 }
 
 /// The (provider, model) label pairs handed out so far.
@@ -201,6 +284,7 @@ impl PrometheusRecorder {
                 ttft,
                 tpot,
                 labels: Mutex::new(Labels::default()),
+                series: RwLock::default(),
             }),
         }
     }
@@ -213,76 +297,101 @@ impl PrometheusRecorder {
         out
     }
 
-    fn labels(&self, provider: &str, model: Option<&str>) -> (String, String) {
-        let mut labels = self.inner.labels.lock().unwrap_or_else(|e| e.into_inner());
-        labels.get(provider, model.unwrap_or(""))
+    /// The series a record with `provider` and `model` counts in.
+    fn series(&self, provider: &Arc<str>, model: Option<&Arc<str>>) -> Arc<Series> {
+        let model_name = model.map_or("", |m| m);
+        {
+            let series = self.inner.series.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = series.get(&**provider).and_then(|m| m.get(model_name)) {
+                return s.clone();
+            }
+        }
+        let labels = {
+            let mut labels = self.inner.labels.lock().unwrap_or_else(|e| e.into_inner());
+            labels.get(provider, model_name)
+        };
+        let kept = labels.0 == **provider && labels.1 == model_name;
+        let s = Arc::new(Series::new(labels));
+        if kept {
+            let mut series = self.inner.series.write().unwrap_or_else(|e| e.into_inner());
+            let by_model = series.entry(provider.clone()).or_default();
+            let model: Arc<str> = model.cloned().unwrap_or_else(|| Arc::from(""));
+            return by_model.entry(model).or_insert(s).clone();
+        }
+        s
     }
 }
 
 impl Recorder for PrometheusRecorder {
     fn record(&self, r: &Record) {
         let i = &self.inner;
-        let (provider, model) = self.labels(&r.provider, r.model.as_deref());
-        i.requests
-            .get_or_create(&RequestLabels {
-                provider: provider.clone(),
-                model: model.clone(),
-                status: r
-                    .status
-                    .map_or_else(|| "none".to_owned(), |s| s.to_string()),
-                outcome: r.outcome.as_str().to_owned(),
-                cache: r.cache_status.map_or("none", |c| c.as_str()).to_owned(),
-            })
+        let s = self.series(&r.provider, r.model.as_ref());
+        s.requests(&i.requests, (r.status, r.outcome, r.cache_status))
             .inc();
         if let Some(origin) = r.error_origin {
-            i.errors
-                .get_or_create(&ErrorLabels {
-                    provider: provider.clone(),
-                    model: model.clone(),
-                    origin: origin.as_str(),
+            let slot = match origin {
+                ErrorOrigin::Gateway => 0,
+                ErrorOrigin::Provider => 1,
+            };
+            s.errors[slot]
+                .get_or_init(|| {
+                    i.errors
+                        .get_or_create(&ErrorLabels {
+                            provider: s.provider.clone(),
+                            model: s.model.clone(),
+                            origin: origin.as_str(),
+                        })
+                        .clone()
                 })
                 .inc();
         }
         if let Some(u) = &r.usage {
-            for (kind, n) in [
-                ("input", u.input_tokens),
-                ("output", u.output_tokens),
-                ("cached_input", u.cached_input_tokens),
-                ("cache_write", u.cache_write_tokens),
-                ("reasoning", u.reasoning_tokens),
-            ] {
+            let counts = [
+                u.input_tokens,
+                u.output_tokens,
+                u.cached_input_tokens,
+                u.cache_write_tokens,
+                u.reasoning_tokens,
+            ];
+            for ((slot, kind), n) in s.tokens.iter().zip(TOKEN_TYPES).zip(counts) {
                 if n > 0 {
-                    i.tokens
-                        .get_or_create(&TokenLabels {
-                            provider: provider.clone(),
-                            model: model.clone(),
-                            r#type: kind,
-                        })
-                        .inc_by(n);
+                    slot.get_or_init(|| {
+                        i.tokens
+                            .get_or_create(&TokenLabels {
+                                provider: s.provider.clone(),
+                                model: s.model.clone(),
+                                r#type: kind,
+                            })
+                            .clone()
+                    })
+                    .inc_by(n);
                 }
             }
         }
-        let labels = ModelLabels {
-            provider: provider.clone(),
-            model,
-        };
         match r.cost_usd {
             Some(c) if c.is_finite() && c >= 0.0 => {
-                i.cost.get_or_create(&labels).inc_by(c);
+                s.cost
+                    .get_or_init(|| i.cost.get_or_create(&s.model_labels()).clone())
+                    .inc_by(c);
             }
             _ => {
-                i.unknown_cost.get_or_create(&labels).inc();
+                s.unknown_cost
+                    .get_or_init(|| i.unknown_cost.get_or_create(&s.model_labels()).clone())
+                    .inc();
             }
         }
-        let p = ProviderLabels { provider };
-        i.duration
-            .get_or_create(&p)
+        s.duration
+            .get_or_init(|| i.duration.get_or_create(&s.provider_labels()).clone())
             .observe(r.duration.as_secs_f64());
         if let Some(t) = r.ttft {
-            i.ttft.get_or_create(&p).observe(t.as_secs_f64());
+            s.ttft
+                .get_or_init(|| i.ttft.get_or_create(&s.provider_labels()).clone())
+                .observe(t.as_secs_f64());
         }
         if let Some(t) = r.time_per_output_token() {
-            i.tpot.get_or_create(&p).observe(t.as_secs_f64());
+            s.tpot
+                .get_or_init(|| i.tpot.get_or_create(&s.provider_labels()).clone())
+                .observe(t.as_secs_f64());
         }
     }
 }
@@ -377,5 +486,82 @@ mod tests {
         // Seen pairs still count under their own labels.
         p.record(&record("p0", "m0"));
         assert!(p.encode().contains(r#"aigw_requests_total{provider="p0",model="m0",status="200",outcome="complete",cache="none"} 2"#));
+    }
+
+    #[test]
+    fn every_series_counts_across_records_and_appears_when_first_needed() {
+        let p = PrometheusRecorder::new();
+        let ok = || {
+            let mut r = record("openai", "gpt-4o-mini");
+            r.usage = Some(tower_ai_core::Usage {
+                input_tokens: 10,
+                output_tokens: 5,
+                ..Default::default()
+            });
+            r.cost_usd = Some(0.25);
+            r.ttft = Some(Duration::from_millis(2));
+            r
+        };
+        p.record(&ok());
+        p.record(&ok());
+        let mut hit = ok();
+        hit.cache_status = Some(CacheStatus::Hit);
+        p.record(&hit);
+        let mut failed = record("openai", "gpt-4o-mini");
+        failed.status = Some(502);
+        failed.outcome = Outcome::Failed;
+        failed.error_origin = Some(ErrorOrigin::Provider);
+        p.record(&failed);
+        let mut refused = record("openai", "gpt-4o-mini");
+        refused.status = Some(429);
+        refused.error_origin = Some(ErrorOrigin::Gateway);
+        p.record(&refused);
+        let mut none = record("anthropic", "");
+        none.model = None;
+        none.status = None;
+        p.record(&none);
+        p.record(&none);
+
+        let text = p.encode();
+        let m = r#"provider="openai",model="gpt-4o-mini""#;
+        for line in [
+            format!(r#"aigw_requests_total{{{m},status="200",outcome="complete",cache="none"}} 2"#),
+            format!(r#"aigw_requests_total{{{m},status="200",outcome="complete",cache="HIT"}} 1"#),
+            format!(r#"aigw_requests_total{{{m},status="502",outcome="failed",cache="none"}} 1"#),
+            format!(r#"aigw_requests_total{{{m},status="429",outcome="complete",cache="none"}} 1"#),
+            r#"aigw_requests_total{provider="anthropic",model="",status="none",outcome="complete",cache="none"} 2"#.to_owned(),
+            format!(r#"aigw_errors_total{{{m},origin="provider"}} 1"#),
+            format!(r#"aigw_errors_total{{{m},origin="gateway"}} 1"#),
+            format!(r#"aigw_tokens_total{{{m},type="input"}} 30"#),
+            format!(r#"aigw_tokens_total{{{m},type="output"}} 15"#),
+            format!(r#"aigw_cost_usd_total{{{m}}} 0.75"#),
+            format!(r#"aigw_unknown_cost_requests_total{{{m}}} 2"#),
+            r#"aigw_unknown_cost_requests_total{provider="anthropic",model=""} 2"#.to_owned(),
+            r#"aigw_request_duration_seconds_count{provider="openai"} 5"#.to_owned(),
+            r#"aigw_time_to_first_token_seconds_count{provider="openai"} 3"#.to_owned(),
+        ] {
+            assert!(text.contains(&line), "missing {line}\n{text}");
+        }
+        // Token kinds never counted have no series; nor has a provider without a ttft.
+        assert!(!text.contains(r#"type="reasoning""#), "{text}");
+        assert!(!text.contains(r#"aigw_time_to_first_token_seconds_count{provider="anthropic"}"#));
+    }
+
+    #[test]
+    fn folded_pairs_count_in_their_folded_series() {
+        let p = PrometheusRecorder::new();
+        for i in 0..MAX_MODELS {
+            p.record(&record("openai", &format!("m{i}")));
+        }
+        // Two new names past the cap: one `other` series, counted twice, and the
+        // names are not kept.
+        p.record(&record("openai", "late-1"));
+        p.record(&record("openai", "late-2"));
+        p.record(&record("openai", "late-1"));
+        let text = p.encode();
+        assert!(text.contains(r#"aigw_requests_total{provider="openai",model="other",status="200",outcome="complete",cache="none"} 3"#), "{text}");
+        let series = p.inner.series.read().unwrap();
+        assert_eq!(series["openai"].len(), MAX_MODELS);
+        assert!(!series["openai"].contains_key("late-1"));
     }
 }
