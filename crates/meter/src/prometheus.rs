@@ -113,7 +113,13 @@ struct Series {
 type RequestKey = (Option<u16>, Outcome, Option<CacheStatus>);
 
 /// The `type` label of `tokens`, in the order of [`Series::tokens`].
-const TOKEN_TYPES: [&str; 5] = ["input", "output", "cached_input", "cache_write", "reasoning"];
+const TOKEN_TYPES: [&str; 5] = [
+    "input",
+    "output",
+    "cached_input",
+    "cache_write",
+    "reasoning",
+];
 
 impl Series {
     fn new((provider, model): (String, String)) -> Self {

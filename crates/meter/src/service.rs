@@ -65,7 +65,7 @@ where
         let mut inner = mem::replace(&mut self.inner, clone);
         let start = Instant::now();
         let started_at = SystemTime::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let body = Body::new(body);
 
         // Where does it go? From the route layer below us, or the path above it.
@@ -84,6 +84,19 @@ where
             return ResponseFuture::passthrough(inner.call(Request::from_parts(parts, body)));
         };
 
+        // The caller as provider routing saw it before it replaced credentials, or from
+        // the headers when the meter is in front of it: then left for the layers below
+        // (rate limits, provider routing), so the credential is hashed once.
+        let caller = match parts.extensions.get::<CallerId>() {
+            Some(c) => Some(c.clone()),
+            None => {
+                let c = CallerId::from_headers(&parts.headers);
+                if let Some(c) = &c {
+                    parts.extensions.insert(c.clone());
+                }
+                c
+            }
+        };
         let pre = Pre {
             label: self.shared.provider_label(&provider),
             shared: self.shared.clone(),
@@ -94,14 +107,7 @@ where
                 .get_in(&parts.headers, &parts.extensions)
                 .and_then(|v| v.to_str().ok())
                 .map(Arc::from),
-            // The caller as provider routing saw it before it replaced credentials, or
-            // from the headers when the meter is in front of it.
-            key_id: parts
-                .extensions
-                .get::<CallerId>()
-                .cloned()
-                .or_else(|| CallerId::from_headers(&parts.headers))
-                .map(|c| c.0),
+            key_id: caller.map(|c| c.0),
             metadata: Vec::new(),
             provider,
             path,
@@ -232,6 +238,8 @@ mod tests {
         );
         let (req, send) = handle.next_request().await.unwrap();
         assert!(req.extensions().get::<LlmRequest>().is_some());
+        // No credential, no caller.
+        assert!(req.extensions().get::<CallerId>().is_none());
         send.send_response(Response::new(http_body_util::Full::new(
             Bytes::from_static(b"{}"),
         )));
@@ -452,5 +460,41 @@ mod tests {
         ] {
             assert!(out.contains(field), "{field} missing from: {out}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_caller_is_hashed_once_here_and_left_for_the_layers_below() {
+        let (records, layer) = recording();
+        let (inner, mut handle) =
+            mock::pair::<Request<Body>, Response<http_body_util::Full<Bytes>>>();
+        handle.allow(1);
+        let mut svc = layer.layer(inner);
+        std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(&mut svc, cx))
+            .await
+            .unwrap();
+        let fut = svc.call(
+            Request::post("/openai/chat/completions")
+                .header("authorization", "Bearer sk-client")
+                .body(Body::from("{}"))
+                .unwrap(),
+        );
+        let (req, send) = handle.next_request().await.unwrap();
+        let below = req.extensions().get::<CallerId>().cloned();
+        assert_eq!(
+            below.unwrap().0.as_ref(),
+            tower_ai_core::key_id("sk-client")
+        );
+        send.send_response(Response::new(http_body_util::Full::new(
+            Bytes::from_static(b"{}"),
+        )));
+        let res = fut.await.unwrap();
+        http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap();
+        let records = records.lock().unwrap();
+        assert_eq!(
+            records[0].key_id.as_deref(),
+            Some(tower_ai_core::key_id("sk-client").as_str())
+        );
     }
 }

@@ -107,6 +107,13 @@ pub(crate) fn prepare(
         metadata.retain(|(k, _)| !mine.iter().any(|(m, _)| m == k));
         metadata.extend(mine.iter().cloned());
     }
+    // Who is calling (as provider routing or auth left it, else from the headers), hashed
+    // once for every limit keyed on it and left for the layers below.
+    if parts.extensions.get::<CallerId>().is_none() {
+        if let Some(c) = CallerId::from_headers(&parts.headers) {
+            parts.extensions.insert(c);
+        }
+    }
     let plan = {
         let facts = RequestFacts {
             headers: &parts.headers,
@@ -323,10 +330,34 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(as_caller("key_bbbbbbbbbbbbbbbb").await, 200);
         }
-        // No caller at all: not tenant A.
+        // No caller set above: the one its credential names (`sk-a`), not tenant A.
         assert_eq!(svc.clone().oneshot(req()).await.unwrap().status(), 200);
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(as_caller("key_aaaaaaaaaaaaaaaa").await, 200);
+    }
+
+    #[tokio::test]
+    async fn without_a_caller_from_above_the_credential_names_it_once_for_every_layer() {
+        let caller = tower_ai_core::key_id("sk-a");
+        let limit = Limit::requests("mine", vec![KeyPart::ApiKey], 1, Duration::from_secs(60))
+            .unwrap()
+            .for_caller(caller.as_str());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let below = seen.clone();
+        let svc = ServiceBuilder::new()
+            .layer(RateLimitLayer::new(MemoryStore::new()).with_limit(limit))
+            .service(service_fn(move |req: Request<Body>| {
+                below
+                    .lock()
+                    .unwrap()
+                    .push(req.extensions().get::<CallerId>().cloned());
+                async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}")))) }
+            }));
+        assert_eq!(svc.clone().oneshot(req()).await.unwrap().status(), 200);
+        assert_eq!(svc.clone().oneshot(req()).await.unwrap().status(), 429);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].as_ref().map(|c| &*c.0), Some(caller.as_str()));
     }
 
     #[tokio::test]
