@@ -109,10 +109,10 @@ pub(crate) fn prepare(
     }
     // Who is calling (as provider routing or auth left it, else from the headers), hashed
     // once for every limit keyed on it and left for the layers below.
-    if parts.extensions.get::<CallerId>().is_none() {
-        if let Some(c) = CallerId::from_headers(&parts.headers) {
-            parts.extensions.insert(c);
-        }
+    if parts.extensions.get::<CallerId>().is_none()
+        && let Some(c) = CallerId::from_headers(&parts.headers)
+    {
+        parts.extensions.insert(c);
     }
     let plan = {
         let facts = RequestFacts {
