@@ -146,13 +146,16 @@ async fn cache_works(gw: &RunningGateway, prompt: &str) -> bool {
     false
 }
 
-async fn kill_and_restart(fail_open: bool) {
+async fn kill_and_restart(fail_open: bool, per_thread: bool) {
     let mut redis = Redis::start()
         .await
         .expect("redis-server must be on the PATH for the Redis fault tests");
     let mock = MockProvider::start().await.unwrap();
-    let prefix = format!("aigw-fault-{}-{fail_open}:", std::process::id());
-    let gw = gateway_for(
+    let prefix = format!(
+        "aigw-fault-{}-{fail_open}-{per_thread}:",
+        std::process::id()
+    );
+    let toml = gateway_toml(
         &mock,
         &format!(
             r#"
@@ -172,8 +175,15 @@ async fn kill_and_restart(fail_open: bool) {
             "#,
             url = redis.url()
         ),
-    )
-    .await;
+    );
+    let gw = if per_thread {
+        // As the binary serves: two threads with a runtime each, connections spread.
+        let mut config = config(&toml);
+        config.server.threads = 2;
+        RunningGateway::start_per_thread(config).await.unwrap()
+    } else {
+        start(&toml).await
+    };
 
     // Up: everything served, the cache answers.
     let up = phase(&gw, Duration::from_millis(700)).await;
@@ -181,6 +191,21 @@ async fn kill_and_restart(fail_open: bool) {
         cache_works(&gw, "before").await,
         "the cache did not work to begin with"
     );
+    if per_thread {
+        // Each store: the connection made at start-up (on the accepting runtime) and one
+        // per serving thread, which sends that thread's calls. And this one, looking.
+        let mut looking = redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut looking)
+            .await
+            .unwrap();
+        assert_eq!(list.lines().count(), 2 * (1 + 2) + 1, "{list}");
+    }
 
     // Killed in the middle of load.
     let stop = Arc::new(AtomicBool::new(false));
@@ -282,6 +307,26 @@ async fn kill_and_restart(fail_open: bool) {
         cache_works(&gw, "after").await,
         "the cache did not recover after Redis came back"
     );
+    if per_thread {
+        // Every thread's own connection is back, not only the probe's: eight clients
+        // at once (connections go to the thread with the fewest open) are all decided.
+        let clients: Vec<_> = (0..8).map(|_| client()).collect();
+        let url = format!("{}/openai/chat/completions", gw.url());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut decided = 0;
+            for c in &clients {
+                let sent = post_json(c, &url, &[], &chat("every thread")).await;
+                assert_eq!(sent.status, StatusCode::OK);
+                decided += usize::from(sent.headers.contains_key("ratelimit"));
+            }
+            if decided == clients.len() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{decided} of 8 decided");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     println!(
         "redis fault (fail_open = {fail_open}): up {up:?}; around the kill {around_kill:?}; \
          down {down:?}; the rate limiter decided again {:.2}s after the restart \
@@ -293,10 +338,15 @@ async fn kill_and_restart(fail_open: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_load_fail_open_keeps_serving_and_recovers() {
-    kill_and_restart(true).await;
+    kill_and_restart(true, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_load_with_a_runtime_per_thread_recovers_on_every_thread() {
+    kill_and_restart(true, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_load_fail_closed_refuses_in_json_and_recovers() {
-    kill_and_restart(false).await;
+    kill_and_restart(false, false).await;
 }

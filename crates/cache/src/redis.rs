@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use thread_local::ThreadLocal;
 
 use crate::key::CacheKey;
 use crate::store::{CacheStore, Entry, Lookup, StoreFuture};
@@ -27,10 +28,12 @@ use crate::store::{CacheStore, Entry, Lookup, StoreFuture};
 ///
 /// [`connect`](Self::connect) fails when Redis cannot be reached at start-up (a
 /// configuration error is an error); [`lazy`](Self::lazy) connects on first use.
-/// Cloning shares the connection.
+/// Each thread that uses the store gets a connection of its own (made on its first use,
+/// connecting in the background): a gateway serving a runtime per thread never hands a
+/// lookup to another thread. Cloning shares the connections.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conns: Arc<Conns>,
     prefix: Arc<str>,
     timeout: Duration,
     warned: Arc<Warned>,
@@ -49,6 +52,24 @@ impl fmt::Display for RedisStoreError {
 impl std::error::Error for RedisStoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0)
+    }
+}
+
+/// What a thread needs to make its connection, and the connections made.
+struct Conns {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    local: ThreadLocal<ConnectionManager>,
+}
+
+impl Conns {
+    /// This thread's connection. Must be called within a tokio runtime.
+    fn get(&self) -> redis::RedisResult<ConnectionManager> {
+        self.local
+            .get_or_try(|| {
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            })
+            .cloned()
     }
 }
 
@@ -92,7 +113,9 @@ impl RedisStore {
         let client = redis::Client::open(url).map_err(RedisStoreError)?;
         let conn = tokio::time::timeout(
             Duration::from_secs(5),
-            client.get_connection_manager_with_config(manager_config(DEFAULT_TIMEOUT)),
+            client
+                .clone()
+                .get_connection_manager_with_config(manager_config(DEFAULT_TIMEOUT)),
         )
         .await
         .map_err(|_| {
@@ -102,7 +125,7 @@ impl RedisStore {
             )))
         })?
         .map_err(RedisStoreError)?;
-        Ok(Self::with_conn(conn, prefix.into()))
+        Ok(Self::with_conn(client, conn, prefix.into()))
     }
 
     /// A store that connects on first use (and reconnects after): only a malformed `url`
@@ -111,14 +134,24 @@ impl RedisStore {
     /// Must be called within a tokio runtime.
     pub fn lazy(url: &str, prefix: impl Into<String>) -> Result<Self, RedisStoreError> {
         let client = redis::Client::open(url).map_err(RedisStoreError)?;
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config(DEFAULT_TIMEOUT))
-            .map_err(RedisStoreError)?;
-        Ok(Self::with_conn(conn, prefix.into()))
+        let conn = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            manager_config(DEFAULT_TIMEOUT),
+        )
+        .map_err(RedisStoreError)?;
+        Ok(Self::with_conn(client, conn, prefix.into()))
     }
 
-    fn with_conn(conn: ConnectionManager, prefix: String) -> Self {
+    /// A store whose connection for this thread is `conn`.
+    fn with_conn(client: redis::Client, conn: ConnectionManager, prefix: String) -> Self {
+        let local = ThreadLocal::new();
+        local.get_or(|| conn);
         Self {
-            conn,
+            conns: Arc::new(Conns {
+                client,
+                config: manager_config(DEFAULT_TIMEOUT),
+                local,
+            }),
             prefix: Arc::from(prefix),
             timeout: DEFAULT_TIMEOUT,
             warned: Arc::new(Warned {
@@ -148,12 +181,19 @@ impl RedisStore {
     }
 
     async fn run<T: redis::FromRedisValue>(
-        mut conn: ConnectionManager,
+        conns: &Conns,
         timeout: Duration,
         warned: &Warned,
         op: &str,
         cmd: redis::Cmd,
     ) -> Option<T> {
+        let mut conn = match conns.get() {
+            Ok(conn) => conn,
+            Err(e) => {
+                warned.warn(op, &e);
+                return None;
+            }
+        };
         match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
@@ -185,12 +225,12 @@ fn now_ms() -> u64 {
 
 impl CacheStore for RedisStore {
     fn get(&self, key: &CacheKey) -> StoreFuture<Lookup> {
-        let (conn, timeout, warned) = (self.conn.clone(), self.timeout, self.warned.clone());
+        let (conns, timeout, warned) = (self.conns.clone(), self.timeout, self.warned.clone());
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.redis_key(key));
         Box::pin(async move {
             let Some(Some(value)) =
-                Self::run::<Option<Vec<u8>>>(conn, timeout, &warned, "get", cmd).await
+                Self::run::<Option<Vec<u8>>>(&conns, timeout, &warned, "get", cmd).await
             else {
                 return Lookup::Miss;
             };
@@ -210,7 +250,7 @@ impl CacheStore for RedisStore {
     }
 
     fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> StoreFuture<()> {
-        let (conn, timeout, warned) = (self.conn.clone(), self.timeout, self.warned.clone());
+        let (conns, timeout, warned) = (self.conns.clone(), self.timeout, self.warned.clone());
         let ttl = ttl.max(Duration::from_millis(1));
         let grace = ttl.min(MAX_GRACE);
         let mut value = Vec::with_capacity(8 + entry.size());
@@ -222,23 +262,23 @@ impl CacheStore for RedisStore {
             .arg("PX")
             .arg((ttl + grace).as_millis() as u64);
         Box::pin(async move {
-            Self::run::<()>(conn, timeout, &warned, "put", cmd).await;
+            Self::run::<()>(&conns, timeout, &warned, "put", cmd).await;
         })
     }
 
     fn delete(&self, key: &CacheKey) -> StoreFuture<bool> {
-        let (conn, timeout, warned) = (self.conn.clone(), self.timeout, self.warned.clone());
+        let (conns, timeout, warned) = (self.conns.clone(), self.timeout, self.warned.clone());
         let mut cmd = redis::cmd("UNLINK");
         cmd.arg(self.redis_key(key));
         Box::pin(async move {
-            Self::run::<u64>(conn, timeout, &warned, "delete", cmd)
+            Self::run::<u64>(&conns, timeout, &warned, "delete", cmd)
                 .await
                 .is_some_and(|n| n > 0)
         })
     }
 
     fn clear(&self) -> StoreFuture<()> {
-        let (conn, warned) = (self.conn.clone(), self.warned.clone());
+        let (conns, warned) = (self.conns.clone(), self.warned.clone());
         // An admin operation: each step may take longer than a lookup.
         let timeout = self.timeout.max(Duration::from_secs(5));
         let pattern = format!("{}*", glob_escape(&self.prefix));
@@ -252,15 +292,14 @@ impl CacheStore for RedisStore {
                     .arg("COUNT")
                     .arg(1000);
                 let Some((next, keys)) =
-                    Self::run::<(u64, Vec<Vec<u8>>)>(conn.clone(), timeout, &warned, "clear", scan)
-                        .await
+                    Self::run::<(u64, Vec<Vec<u8>>)>(&conns, timeout, &warned, "clear", scan).await
                 else {
                     return;
                 };
                 if !keys.is_empty() {
                     let mut unlink = redis::cmd("UNLINK");
                     unlink.arg(keys);
-                    Self::run::<u64>(conn.clone(), timeout, &warned, "clear", unlink).await;
+                    Self::run::<u64>(&conns, timeout, &warned, "clear", unlink).await;
                 }
                 if next == 0 {
                     return;
@@ -318,7 +357,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Redis holds it for the TTL plus the grace period.
-        let mut conn = store.conn.clone();
+        let mut conn = store.conns.get().unwrap();
         let pttl: i64 = redis::cmd("PTTL")
             .arg(store.redis_key(&k))
             .query_async(&mut conn)

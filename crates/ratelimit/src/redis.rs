@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
+use thread_local::ThreadLocal;
 
 use crate::store::{
     Ask, BoxFuture, Change, Decision, Kind, RateLimitStore, Spec, StoreError, as_promised,
@@ -136,7 +137,12 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// A connection per thread that calls: a thread's requests are sent and answered
+    /// on its own runtime (a gateway serving a runtime per thread never hands a call to
+    /// another thread). The one made by `connect` serves the thread that made it.
+    conns: ThreadLocal<ConnectionManager>,
     prefix: String,
     timeout: Duration,
     script: Script,
@@ -170,14 +176,18 @@ impl RedisStore {
             .set_number_of_retries(1);
         let conn = tokio::time::timeout(
             Duration::from_secs(3),
-            client.get_connection_manager_with_config(config),
+            client.get_connection_manager_with_config(config.clone()),
         )
         .await
         .map_err(|_| StoreError("connecting timed out".into()))?
         .map_err(|e| StoreError(format!("cannot connect: {e}")))?;
+        let conns = ThreadLocal::new();
+        conns.get_or(|| conn);
         Ok(Self {
             inner: Arc::new(Inner {
-                conn,
+                client,
+                config,
+                conns,
                 prefix: prefix.to_owned(),
                 timeout,
                 script: Script::new(SCRIPT),
@@ -193,6 +203,17 @@ impl RedisStore {
         self
     }
 
+    /// This thread's connection (made on its first call, connecting in the background).
+    fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let i = &self.inner;
+        i.conns
+            .get_or_try(|| {
+                ConnectionManager::new_lazy_with_config(i.client.clone(), i.config.clone())
+            })
+            .cloned()
+            .map_err(|e| StoreError(format!("cannot connect: {e}")))
+    }
+
     /// One script call over `buckets` (key, spec, cost or delta): one round trip.
     async fn run<'k>(
         &self,
@@ -200,7 +221,7 @@ impl RedisStore {
         buckets: impl Iterator<Item = (&'k str, Spec, i64)>,
     ) -> Result<Vec<i64>, StoreError> {
         let i = &self.inner;
-        let mut conn = i.conn.clone();
+        let mut conn = self.conn()?;
         let mut inv = i.script.prepare_invoke();
         inv.arg(match mode {
             Mode::Acquire => "acquire",
@@ -330,7 +351,7 @@ mod tests {
     const HOUR: Duration = Duration::from_secs(3600);
 
     async fn query<T: redis::FromRedisValue>(store: &RedisStore, cmd: &redis::Cmd) -> T {
-        let mut conn = store.inner.conn.clone();
+        let mut conn = store.conn().unwrap();
         cmd.query_async(&mut conn).await.unwrap()
     }
 
@@ -431,6 +452,60 @@ mod tests {
             .sum()
     }
 
+    /// Clients connected to `redis`, the one looking included.
+    async fn clients(conn: &mut redis::aio::MultiplexedConnection) -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(conn)
+            .await
+            .unwrap();
+        list.lines().count()
+    }
+
+    #[tokio::test]
+    async fn each_thread_calls_on_a_connection_of_its_own() {
+        let redis = OwnRedis::start().await;
+        let mut looking = redis.conn().await;
+        let store = RedisStore::connect(&redis.url(), "threads:").await.unwrap();
+        let s = spec(Kind::FixedWindow, 1000, Duration::from_secs(60));
+        assert!(store.acquire("k", s, 1).await.unwrap().allowed);
+        // The connection `connect` made serves this thread: the store and the looker.
+        assert_eq!(clients(&mut looking).await, 2);
+        // Two threads with a runtime each, as the gateway serves: one more each, and
+        // every call counts in the same buckets.
+        let (release, released) = tokio::sync::watch::channel(false);
+        let (done, mut finished) = tokio::sync::mpsc::channel(2);
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, done, mut released) = (store.clone(), done.clone(), released.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        for _ in 0..10 {
+                            assert!(store.acquire("k", s, 1).await.unwrap().allowed);
+                        }
+                        // Connected until the count is taken.
+                        done.send(()).await.unwrap();
+                        released.wait_for(|r| *r).await.unwrap();
+                    });
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            finished.recv().await.unwrap();
+        }
+        assert_eq!(clients(&mut looking).await, 4);
+        release.send(true).unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let d = store.acquire("k", s, 0).await.unwrap();
+        assert_eq!(d.remaining, 1000 - 21);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn exact_under_concurrency_across_two_stores() {
         let p = prefix("exact");
@@ -466,7 +541,7 @@ mod tests {
             }
             assert_eq!(total, 100, "{kind:?}");
             // Clean up for the next kind (same key, other kind prefix below).
-            let mut c = a.inner.conn.clone();
+            let mut c = a.conn().unwrap();
             let _: () = redis::cmd("DEL")
                 .arg(format!("{p}k"))
                 .query_async(&mut c)
@@ -496,7 +571,7 @@ mod tests {
         store.adjust("c", c, -1).await.unwrap();
         assert!(store.acquire("c", c, 1).await.unwrap().allowed);
         store.adjust("c", c, -1).await.unwrap();
-        let mut conn = store.inner.conn.clone();
+        let mut conn = store.conn().unwrap();
         let left: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{p}*"))
             .query_async(&mut conn)
