@@ -18,15 +18,23 @@ pub(crate) struct Applied {
 }
 
 /// OpenAI's duration format: `1s`, `6m0s`, `20ms`.
+#[cfg(test)]
 fn openai_duration(d: Duration) -> String {
+    let mut out = String::new();
+    write_openai_duration(&mut out, d);
+    out
+}
+
+/// Appends `d` in OpenAI's duration format to `out`.
+fn write_openai_duration(out: &mut String, d: Duration) {
     let ms = d.as_millis();
     if ms < 1000 {
-        return format!("{ms}ms");
+        let _ = write!(out, "{ms}ms");
+        return;
     }
     let secs = d.as_secs_f64();
     let total = secs.ceil() as u64;
     let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
-    let mut out = String::new();
     if h > 0 {
         let _ = write!(out, "{h}h");
     }
@@ -34,7 +42,6 @@ fn openai_duration(d: Duration) -> String {
         let _ = write!(out, "{m}m");
     }
     let _ = write!(out, "{s}s");
-    out
 }
 
 fn secs_ceil(d: Duration) -> u64 {
@@ -75,42 +82,44 @@ const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 
 /// Puts the headers for `applied` on a response; `denied` is the limit that refused.
-/// (On every admitted request too: names are constants, numbers need no `String`.)
+/// (On every admitted request too: names are constants, numbers need no `String`, and
+/// the text values are written in one buffer and copied once into their header value.)
 pub(crate) fn write(h: &mut HeaderMap, applied: &[Applied], denied: Option<&Applied>) {
     if applied.is_empty() {
         return;
     }
-    let mut policy = String::with_capacity(32 * applied.len());
+    let mut buf = String::with_capacity(32 * applied.len());
     for a in applied {
-        if !policy.is_empty() {
-            policy.push_str(", ");
+        if !buf.is_empty() {
+            buf.push_str(", ");
         }
         let _ = write!(
-            policy,
+            buf,
             "\"{}\";q={};w={}",
             a.name,
             a.decision.limit,
             secs_ceil(a.period).max(1)
         );
     }
-    put(h, RATELIMIT_POLICY, policy);
+    put(h, RATELIMIT_POLICY, &buf);
     if let Some(s) = denied.or_else(|| strictest(applied.iter())) {
-        put(
-            h,
-            RATELIMIT,
-            format!(
-                "\"{}\";r={};t={}",
-                s.name,
-                s.decision.remaining,
-                secs_ceil(s.decision.reset)
-            ),
+        buf.clear();
+        let _ = write!(
+            buf,
+            "\"{}\";r={};t={}",
+            s.name,
+            s.decision.remaining,
+            secs_ceil(s.decision.reset)
         );
+        put(h, RATELIMIT, &buf);
     }
     for (unit, [limit, remaining, reset]) in OPENAI {
         if let Some(s) = strictest(applied.iter().filter(|a| a.unit == unit)) {
             h.insert(limit, HeaderValue::from(s.decision.limit));
             h.insert(remaining, HeaderValue::from(s.decision.remaining));
-            put(h, reset, openai_duration(s.decision.reset));
+            buf.clear();
+            write_openai_duration(&mut buf, s.decision.reset);
+            put(h, reset, &buf);
         }
     }
     if let Some(d) = denied {
@@ -123,8 +132,8 @@ pub(crate) fn write(h: &mut HeaderMap, applied: &[Applied], denied: Option<&Appl
 
 /// A value made of a limit's name (from configuration) and numbers: always a valid
 /// header value unless the name is not, and then the header is left out.
-fn put(h: &mut HeaderMap, name: HeaderName, value: String) {
-    if let Ok(v) = HeaderValue::try_from(value) {
+fn put(h: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }
 }
