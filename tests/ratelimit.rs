@@ -4,76 +4,16 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::types::chat::{
     ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
 };
 use common::*;
-use http::StatusCode;
 use tower_ai_mock::MockProvider;
 
 const CHAT: &str =
     r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"count my words please"}]}"#;
-
-/// Sends `n` chat requests from `tasks` concurrent tasks spread over `urls`; counts the
-/// answers by status.
-async fn flood(urls: Vec<String>, n: u64, tasks: u64, key: &str) -> (u64, u64, u64) {
-    let ok = Arc::new(AtomicU64::new(0));
-    let limited = Arc::new(AtomicU64::new(0));
-    let other = Arc::new(AtomicU64::new(0));
-    let next = Arc::new(AtomicU64::new(0));
-    let auth = format!("Bearer {key}");
-    let mut handles = Vec::new();
-    for t in 0..tasks {
-        let (ok, limited, other, next) = (ok.clone(), limited.clone(), other.clone(), next.clone());
-        let url = urls[t as usize % urls.len()].clone();
-        let auth = auth.clone();
-        handles.push(tokio::spawn(async move {
-            let c = client();
-            while next.fetch_add(1, Ordering::Relaxed) < n {
-                let r = post_json(
-                    &c,
-                    &format!("{url}/openai/chat/completions"),
-                    &[("authorization", &auth)],
-                    CHAT,
-                )
-                .await;
-                match r.status {
-                    StatusCode::OK => ok.fetch_add(1, Ordering::Relaxed),
-                    StatusCode::TOO_MANY_REQUESTS => limited.fetch_add(1, Ordering::Relaxed),
-                    _ => other.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
-    for h in handles {
-        within(120, h).await.unwrap();
-    }
-    (
-        ok.load(Ordering::Relaxed),
-        limited.load(Ordering::Relaxed),
-        other.load(Ordering::Relaxed),
-    )
-}
-
-fn limits(store: &str, prefix: &str) -> String {
-    format!(
-        r#"
-        [ratelimit]
-        store = "{store}"
-        redis_prefix = "{prefix}"
-        [[ratelimit.limits]]
-        name = "per-key"
-        key = "api_key"
-        requests = 100
-        period = "1h"
-        "#
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_100_of_1000_from_64_tasks_in_memory() {

@@ -2,6 +2,8 @@
 //! and a plain hyper client that reads frames as they come.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -159,4 +161,66 @@ impl http_body::Body for ChannelBody {
             .poll_recv(cx)
             .map(|c| c.map(|b| Ok(http_body::Frame::data(b))))
     }
+}
+
+/// The request [`flood`] sends.
+pub const FLOOD_CHAT: &str =
+    r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"count my words please"}]}"#;
+
+/// Sends `n` chat requests from `tasks` concurrent tasks (each with a client, so a
+/// connection, of its own) spread over `urls`; counts the answers: (200s, 429s, others).
+pub async fn flood(urls: Vec<String>, n: u64, tasks: u64, key: &str) -> (u64, u64, u64) {
+    let ok = Arc::new(AtomicU64::new(0));
+    let limited = Arc::new(AtomicU64::new(0));
+    let other = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let auth = format!("Bearer {key}");
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (ok, limited, other, next) = (ok.clone(), limited.clone(), other.clone(), next.clone());
+        let url = urls[t as usize % urls.len()].clone();
+        let auth = auth.clone();
+        handles.push(tokio::spawn(async move {
+            let c = client();
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                let r = post_json(
+                    &c,
+                    &format!("{url}/openai/chat/completions"),
+                    &[("authorization", &auth)],
+                    FLOOD_CHAT,
+                )
+                .await;
+                match r.status {
+                    StatusCode::OK => ok.fetch_add(1, Ordering::Relaxed),
+                    StatusCode::TOO_MANY_REQUESTS => limited.fetch_add(1, Ordering::Relaxed),
+                    _ => other.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for h in handles {
+        within(120, h).await.unwrap();
+    }
+    (
+        ok.load(Ordering::Relaxed),
+        limited.load(Ordering::Relaxed),
+        other.load(Ordering::Relaxed),
+    )
+}
+
+/// A request limit of 100 per hour per API key, in `store` (`memory` or `redis`, keys
+/// under `prefix`).
+pub fn limits(store: &str, prefix: &str) -> String {
+    format!(
+        r#"
+        [ratelimit]
+        store = "{store}"
+        redis_prefix = "{prefix}"
+        [[ratelimit.limits]]
+        name = "per-key"
+        key = "api_key"
+        requests = 100
+        period = "1h"
+        "#
+    )
 }

@@ -28,9 +28,9 @@ use crate::store::{CacheStore, Entry, Lookup, StoreFuture};
 ///
 /// [`connect`](Self::connect) fails when Redis cannot be reached at start-up (a
 /// configuration error is an error); [`lazy`](Self::lazy) connects on first use.
-/// Each thread that uses the store gets a connection of its own (made on its first use,
-/// connecting in the background): a gateway serving a runtime per thread never hands a
-/// lookup to another thread. Cloning shares the connections.
+/// Each single-threaded runtime that uses the store gets a connection of its own (made on
+/// its first use, connecting in the background): a gateway serving a runtime per thread
+/// never hands a lookup to another thread. Cloning shares the connections.
 #[derive(Clone)]
 pub struct RedisStore {
     conns: Arc<Conns>,
@@ -55,16 +55,26 @@ impl std::error::Error for RedisStoreError {
     }
 }
 
-/// What a thread needs to make its connection, and the connections made.
+/// The store's connections: the first one, and one per single-threaded runtime that
+/// calls (with what it takes to make it).
 struct Conns {
+    shared: ConnectionManager,
     client: redis::Client,
     config: ConnectionManagerConfig,
     local: ThreadLocal<ConnectionManager>,
 }
 
 impl Conns {
-    /// This thread's connection. Must be called within a tokio runtime.
+    /// The connection to call on: this thread's own on a single-threaded runtime (made on
+    /// first use), else the shared one (on a work-stealing runtime tasks move between
+    /// threads anyway, and each connection of its own would need its own failed call to
+    /// notice that Redis came back). Must be called within a tokio runtime.
     fn get(&self) -> redis::RedisResult<ConnectionManager> {
+        let current_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !current_thread {
+            return Ok(self.shared.clone());
+        }
         self.local
             .get_or_try(|| {
                 ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
@@ -145,9 +155,10 @@ impl RedisStore {
     /// A store whose connection for this thread is `conn`.
     fn with_conn(client: redis::Client, conn: ConnectionManager, prefix: String) -> Self {
         let local = ThreadLocal::new();
-        local.get_or(|| conn);
+        local.get_or(|| conn.clone());
         Self {
             conns: Arc::new(Conns {
+                shared: conn,
                 client,
                 config: manager_config(DEFAULT_TIMEOUT),
                 local,

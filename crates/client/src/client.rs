@@ -74,14 +74,7 @@ impl<B> fmt::Debug for Builder<B> {
 
 impl<B> Clone for Builder<B> {
     fn clone(&self) -> Self {
-        Self {
-            connect_timeout: self.connect_timeout,
-            request_timeout: self.request_timeout,
-            pool_idle_timeout: self.pool_idle_timeout,
-            pool_max_idle_per_host: self.pool_max_idle_per_host,
-            http2_only: self.http2_only,
-            _body: PhantomData,
-        }
+        self.retyped()
     }
 }
 
@@ -101,6 +94,11 @@ impl Default for Builder<Body> {
 impl<B> Builder<B> {
     /// Uses another request body type (any `Unpin` body with `Bytes` frames).
     pub fn body<B2>(self) -> Builder<B2> {
+        self.retyped()
+    }
+
+    /// The same settings for a body type `B2`.
+    fn retyped<B2>(&self) -> Builder<B2> {
         Builder {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,

@@ -139,9 +139,11 @@ pub struct RedisStore {
 struct Inner {
     client: Client,
     config: ConnectionManagerConfig,
-    /// A connection per thread that calls: a thread's requests are sent and answered
-    /// on its own runtime (a gateway serving a runtime per thread never hands a call to
-    /// another thread). The one made by `connect` serves the thread that made it.
+    /// The connection `connect` made: calls from a multi-thread runtime share it.
+    conn: ConnectionManager,
+    /// A connection per single-threaded runtime that calls: its calls are sent and
+    /// answered on its own thread (a gateway serving a runtime per thread never hands a
+    /// call to another thread). Seeded with `conn` for the thread that connected.
     conns: ThreadLocal<ConnectionManager>,
     prefix: String,
     timeout: Duration,
@@ -182,11 +184,12 @@ impl RedisStore {
         .map_err(|_| StoreError("connecting timed out".into()))?
         .map_err(|e| StoreError(format!("cannot connect: {e}")))?;
         let conns = ThreadLocal::new();
-        conns.get_or(|| conn);
+        conns.get_or(|| conn.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
                 config,
+                conn,
                 conns,
                 prefix: prefix.to_owned(),
                 timeout,
@@ -203,9 +206,15 @@ impl RedisStore {
         self
     }
 
-    /// This thread's connection (made on its first call, connecting in the background).
+    /// The connection to call on: this thread's own on a single-threaded runtime (made on
+    /// its first call, connecting in the background), else the shared one. (On a
+    /// work-stealing runtime tasks move between threads anyway, and each connection of
+    /// its own would need its own failed call to notice that Redis came back.)
     fn conn(&self) -> Result<ConnectionManager, StoreError> {
         let i = &self.inner;
+        if !on_current_thread_runtime() {
+            return Ok(i.conn.clone());
+        }
         i.conns
             .get_or_try(|| {
                 ConnectionManager::new_lazy_with_config(i.client.clone(), i.config.clone())
@@ -270,6 +279,12 @@ impl RedisStore {
         });
         as_promised(decisions.collect(), asked)
     }
+}
+
+/// Whether this runs on a single-threaded tokio runtime.
+fn on_current_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
 }
 
 fn us(v: i64) -> Duration {
@@ -463,13 +478,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn each_thread_calls_on_a_connection_of_its_own() {
+    async fn each_single_threaded_runtime_calls_on_a_connection_of_its_own() {
         let redis = OwnRedis::start().await;
         let mut looking = redis.conn().await;
         let store = RedisStore::connect(&redis.url(), "threads:").await.unwrap();
         let s = spec(Kind::FixedWindow, 1000, Duration::from_secs(60));
         assert!(store.acquire("k", s, 1).await.unwrap().allowed);
         // The connection `connect` made serves this thread: the store and the looker.
+        assert_eq!(clients(&mut looking).await, 2);
+        // A work-stealing runtime's tasks share that connection too (driven by this
+        // runtime, which keeps running while it waits).
+        let shared = store.clone();
+        let other = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..10)
+                    .map(|_| {
+                        let store = shared.clone();
+                        tokio::spawn(async move { store.acquire("k", s, 1).await.unwrap() })
+                    })
+                    .collect();
+                for t in tasks {
+                    assert!(t.await.unwrap().allowed);
+                }
+            });
+        });
+        tokio::task::spawn_blocking(move || other.join().unwrap())
+            .await
+            .unwrap();
         assert_eq!(clients(&mut looking).await, 2);
         // Two threads with a runtime each, as the gateway serves: one more each, and
         // every call counts in the same buckets.
@@ -503,7 +543,7 @@ mod tests {
             t.join().unwrap();
         }
         let d = store.acquire("k", s, 0).await.unwrap();
-        assert_eq!(d.remaining, 1000 - 21);
+        assert_eq!(d.remaining, 1000 - 31);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

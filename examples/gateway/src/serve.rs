@@ -114,6 +114,9 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// What resolves when a [`RunningGateway`] is told to stop.
+type Stopped = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A gateway running in this process, for tests and embedding. Dropping it stops the
 /// server at once; [`shutdown`](Self::shutdown) stops it gracefully.
 #[derive(Debug)]
@@ -127,45 +130,47 @@ impl RunningGateway {
     /// Starts a gateway from `config` on `config.listen` (use port 0 for an ephemeral one).
     pub async fn start(config: Config) -> Result<Self, crate::BoxError> {
         let router = crate::router(&config).await?;
-        let listener = bind(config.listen)?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
-        let task = tokio::spawn(serve(
-            listener,
-            router,
-            async move {
-                let _ = stopped.await;
-            },
-            grace,
-        ));
-        Ok(Self {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
+        Self::serving(&config, |listener, _, grace, stopped| {
+            Ok(tokio::spawn(serve(listener, router, stopped, grace)))
         })
     }
 
     /// Starts a gateway from `config` as the `gateway` binary runs it: served from
-    /// `config.server.threads` threads of their own ([`serve_per_thread`](crate::serve_per_thread)), accepting on
-    /// the caller's runtime.
+    /// `config.server.threads` threads of their own
+    /// ([`serve_per_thread`](crate::serve_per_thread)), accepting on the caller's runtime.
     pub async fn start_per_thread(config: Config) -> Result<Self, crate::BoxError> {
         let gateway = Gateway::new(&config).await?;
+        Self::serving(&config, |listener, addr, grace, stopped| {
+            // Serving before this returns.
+            let threads = Threads::spawn(&gateway, config.server.threads, addr, grace)?;
+            Ok(tokio::spawn(async move {
+                threads
+                    .run(listener, stopped)
+                    .await
+                    .map_err(io::Error::other)
+            }))
+        })
+    }
+
+    /// Binds `config.listen` and starts serving with `start(listener, its address, the
+    /// grace period, what resolves on shutdown)`.
+    fn serving(
+        config: &Config,
+        start: impl FnOnce(
+            TcpListener,
+            SocketAddr,
+            Duration,
+            Stopped,
+        ) -> Result<JoinHandle<io::Result<()>>, crate::BoxError>,
+    ) -> Result<Self, crate::BoxError> {
         let listener = bind(config.listen)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
-        // Serving before this returns.
-        let threads = Threads::spawn(&gateway, config.server.threads, addr, grace)?;
-        let task = tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stopped.await;
-            };
-            threads
-                .run(listener, stopped)
-                .await
-                .map_err(io::Error::other)
+        let stopped = Box::pin(async move {
+            let _ = stopped.await;
         });
+        let task = start(listener, addr, grace, stopped)?;
         Ok(Self {
             addr,
             stop: Some(stop),
