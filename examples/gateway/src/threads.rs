@@ -29,7 +29,9 @@ use crate::serve::{serve_tapped, set_nodelay};
 /// with a work-stealing runtime, a task woken while it runs (hyper's connection task
 /// does as the request body arrives) is queued and another worker is woken to steal it,
 /// a futex call and a wake-up per request that buy nothing when every task is a
-/// connection's own (`benches/RESULTS.md`).
+/// connection's own (`benches/RESULTS.md`). The price: a connection cannot move, so when
+/// its thread's core is busy with something else its requests wait even if another
+/// thread is idle (seen in bursts and tail latency where the gateway shares its cores).
 ///
 /// The caller's runtime must keep running (it drives the accept loop, and the Redis
 /// connections of stores built on it). On `shutdown`, as [`serve`](crate::serve):
