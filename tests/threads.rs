@@ -155,3 +155,40 @@ async fn streams_on_every_thread_and_a_graceful_shutdown_that_ends_them() {
     // Joined before the shutdown returned.
     assert_eq!(serving_threads(port), BTreeSet::new());
 }
+
+#[tokio::test]
+async fn identical_requests_on_both_threads_go_upstream_once() {
+    // Followers on one thread read the stream the leader on the other is capturing.
+    let mock = MockProvider::start().await.unwrap();
+    let gw = start_threads(&mock, "[cache]\nenabled = true\nttl = 60\n").await;
+    let url = format!("{}/openai/chat/completions", gw.url());
+    let headers = [
+        ("x-mock-latency-ms", "300"),
+        ("x-mock-chunk-delay-ms", "10"),
+    ];
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let url = url.clone();
+        // A client each: eight connections, four per thread.
+        tasks.push(tokio::spawn(async move {
+            post_json(&client(), &url, &headers, CHAT_STREAM).await
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(within(20, t).await.unwrap());
+    }
+    assert_eq!(mock.requests(), 1);
+    let first = &got[0].body;
+    assert!(first.ends_with(b"data: [DONE]\n\n"));
+    let mut statuses: Vec<_> = got
+        .iter()
+        .map(|g| {
+            assert_eq!(g.status, StatusCode::OK);
+            assert_eq!(&g.body, first, "everyone gets the whole stream");
+            g.headers["aigw-cache-status"].to_str().unwrap().to_owned()
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, [&["HIT"; 7][..], &["MISS"]].concat());
+}
