@@ -138,6 +138,8 @@ impl RunningGateway {
     /// Starts a gateway from `config` as the `gateway` binary runs it: served from
     /// `config.server.threads` threads of their own
     /// ([`serve_per_thread`](crate::serve_per_thread)), accepting on the caller's runtime.
+    /// Dropping it stops accepting at once; the threads end when their connections have
+    /// (within the grace period). [`shutdown`](Self::shutdown) waits for them.
     pub async fn start_per_thread(config: Config) -> Result<Self, crate::BoxError> {
         let gateway = Gateway::new(&config).await?;
         Self::serving(&config, |listener, addr, grace, stopped| {
