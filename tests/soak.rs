@@ -293,10 +293,24 @@ fn tally(results: &[(usize, Plan, Seen)]) -> BTreeMap<Seen, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
+    soak(false).await;
+}
+
+/// The same, served as the binary serves: a runtime per thread, connections handed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_streams_served_per_thread_leave_nothing_behind() {
+    soak(true).await;
+}
+
+/// 2,000 streams with hang-ups and resets through a gateway (on this runtime, or on
+/// threads of its own with `per_thread`), then: every stream ended as planned at the
+/// client, the provider and the meter; no slot, waiter, connection, task (on this
+/// runtime) or memory left behind.
+async fn soak(per_thread: bool) {
     let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let mock = MockProvider::start().await.unwrap();
-    let gw = gateway_for(
+    let toml = gateway_toml(
         &mock,
         &format!(
             r#"
@@ -312,8 +326,14 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
             concurrency = {CONCURRENCY_LIMIT}
             "#
         ),
-    )
-    .await;
+    );
+    let gw = if per_thread {
+        let mut config = config(&toml);
+        config.server.threads = 2;
+        RunningGateway::start_per_thread(config).await.unwrap()
+    } else {
+        start(&toml).await
+    };
     let mut rng = Rng(0x5eed_1234_abcd_0001);
 
     // Warm up: allocator arenas, the tokenizer, pools; then let everything go idle.
@@ -486,7 +506,7 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
          soak: completed {}, client hang-ups {} ({} mid-stream, {} before the head), provider resets {}\n\
          soak: provider got {reached} ({never_sent} hung up before it was asked): completed {}, cancelled {}, reset {}; connections accepted {}; hang-ups after the provider's last event {late}\n\
          soak: meter: {:?} (this run: complete {}, cancelled {}, failed {})\n\
-         soak: alive tasks before {tasks_before}, after {tasks_after}; RSS before {} KiB, after {} KiB ({:+} KiB); after each quarter {rss_rounds:?} KiB\n\
+         soak: per thread {per_thread}; alive tasks (this runtime) before {tasks_before}, after {tasks_after}; RSS before {} KiB, after {} KiB ({:+} KiB); after each quarter {rss_rounds:?} KiB\n\
          soak: memory in use (the allocator's count) before {live_before} KiB, after {live_after} KiB ({:+} KiB)\n\
          soak: ratelimit after: {rl}; replays {:?}",
         soak_time.as_secs_f64(),
@@ -525,9 +545,14 @@ async fn thousands_of_streams_with_hang_ups_and_resets_leave_nothing_behind() {
     // And the process gives it back: RSS within a few MB of where it started (measured:
     // -5 to +7 MiB; mimalloc keeps some freed pages of idle threads for reuse). With
     // glibc's allocator it would not (+13 to +16 MiB, freed pages kept in its arenas;
-    // SECURITY.md): that is why the binary allocates with mimalloc.
+    // SECURITY.md): that is why the binary allocates with mimalloc. Served per thread,
+    // two long-lived serving threads keep pages in their own heaps, and RSS swings
+    // more (measured: -17 to +9 MiB over eight runs; the allocator's count above stays
+    // within +0.7 MiB): a looser bound, still far below what holding the soak's
+    // buffers would take.
+    let rss_bound = if per_thread { 16 } else { 8 } * 1024;
     assert!(
-        rss_after <= rss_before + 8 * 1024,
+        rss_after <= rss_before + rss_bound,
         "RSS grew by {} KiB",
         rss_after as i64 - rss_before as i64
     );
