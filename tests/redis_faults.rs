@@ -176,14 +176,7 @@ async fn kill_and_restart(fail_open: bool, per_thread: bool) {
             url = redis.url()
         ),
     );
-    let gw = if per_thread {
-        // As the binary serves: two threads with a runtime each, connections spread.
-        let mut config = config(&toml);
-        config.server.threads = 2;
-        RunningGateway::start_per_thread(config).await.unwrap()
-    } else {
-        start(&toml).await
-    };
+    let gw = start_as(&toml, per_thread).await;
 
     // Up: everything served, the cache answers.
     let up = phase(&gw, Duration::from_millis(700)).await;

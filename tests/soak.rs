@@ -327,13 +327,7 @@ async fn soak(per_thread: bool) {
             "#
         ),
     );
-    let gw = if per_thread {
-        let mut config = config(&toml);
-        config.server.threads = 2;
-        RunningGateway::start_per_thread(config).await.unwrap()
-    } else {
-        start(&toml).await
-    };
+    let gw = start_as(&toml, per_thread).await;
     let mut rng = Rng(0x5eed_1234_abcd_0001);
 
     // Warm up: allocator arenas, the tokenizer, pools; then let everything go idle.

@@ -18,11 +18,7 @@ const CHAT: &str =
 const CHAT_STREAM: &str = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say hello to the threads"}]}"#;
 
 async fn start_threads(mock: &MockProvider, extra: &str) -> RunningGateway {
-    let mut config = config(&gateway_toml(mock, extra));
-    config.server.threads = 2;
-    RunningGateway::start_per_thread(config)
-        .await
-        .expect("gateway starts")
+    start_per_thread(&gateway_toml(mock, extra)).await
 }
 
 /// The names of this process's threads serving on `port` (`aigw-{port}-{i}`).

@@ -38,6 +38,25 @@ pub async fn start(toml: &str) -> RunningGateway {
         .expect("gateway starts")
 }
 
+/// Starts a gateway from `toml` as the `gateway` binary serves: two threads with a
+/// runtime each, connections handed to them (`RunningGateway::start_per_thread`).
+pub async fn start_per_thread(toml: &str) -> RunningGateway {
+    let mut config = config(toml);
+    config.server.threads = 2;
+    RunningGateway::start_per_thread(config)
+        .await
+        .expect("gateway starts")
+}
+
+/// [`start_per_thread`] when `per_thread`, else [`start`].
+pub async fn start_as(toml: &str, per_thread: bool) -> RunningGateway {
+    if per_thread {
+        start_per_thread(toml).await
+    } else {
+        start(toml).await
+    }
+}
+
 /// The configuration [`start`] runs.
 pub fn config(toml: &str) -> Config {
     let toml = if toml.contains("[meter]") {
