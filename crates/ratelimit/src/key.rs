@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use http::HeaderMap;
-use tower_ai_core::{CallerId, ClientAddr, LlmRequest, credential, headers, key_id};
+use tower_ai_core::{CallerId, ClientAddr, LlmRequest, key_id};
 
 use crate::limit::{KeyPart, Limit};
 
@@ -29,20 +29,12 @@ pub(crate) fn bucket_key(limit: &Limit, spec_kind: &str, f: &RequestFacts<'_>) -
         k.push('|');
         match part {
             KeyPart::Global => k.push('*'),
-            KeyPart::ApiKey if f.caller.is_some() => {
-                k.push_str(f.caller.map_or("", |c| &c.0));
-            }
-            KeyPart::ApiKey => {
-                let token = headers::AUTHORIZATION
-                    .get(f.headers)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| v.strip_prefix("Bearer ").unwrap_or(v))
-                    .or_else(|| credential(f.headers));
-                match token {
-                    Some(t) => k.push_str(&key_id(t)),
-                    None => k.push_str("anonymous"),
-                }
-            }
+            // The caller as a layer in front identified it, or as the service found it
+            // in the headers (`CallerId::from_headers`): never derived twice.
+            KeyPart::ApiKey => match f.caller {
+                Some(c) => k.push_str(&c.0),
+                None => k.push_str("anonymous"),
+            },
             KeyPart::Header(name) => match f.headers.get(name) {
                 Some(v) => k.push_str(&key_id(&String::from_utf8_lossy(v.as_bytes()))),
                 None => k.push('-'),
@@ -107,13 +99,15 @@ mod tests {
             Bytes::from_static(br#"{"model":"m|x"}"#),
         );
         let meta = vec![("user".to_owned(), "u1".to_owned())];
+        // As the service finds it: from the credential.
+        let from_headers = CallerId::from_headers(&h);
         let f = RequestFacts {
             headers: &h,
             llm: Some(&llm),
             provider: Some("openai"),
             client: Some(ClientAddr("10.1.2.3:5555".parse().unwrap())),
             metadata: &meta,
-            caller: None,
+            caller: from_headers.as_ref(),
         };
         let k = bucket_key(
             &limit(vec![
