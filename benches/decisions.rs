@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sha2::{Digest, Sha256};
-use tower_ai_cache::canonical_json;
+use tower_ai_cache::bench_request_key;
 use tower_ai_ratelimit::{Ask, Kind, MemoryStore, Spec};
 
 fn body_of(kib: usize) -> Vec<u8> {
@@ -86,10 +85,7 @@ fn bench(c: &mut Criterion) {
         let body = Bytes::from(body_of(kib));
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(format!("canonical JSON + SHA-256, {kib} KiB"), |b| {
-            b.iter(|| {
-                let canon = canonical_json(black_box(&body)).unwrap();
-                black_box(Sha256::digest(&canon))
-            })
+            b.iter(|| black_box(bench_request_key(black_box(&body)).unwrap()))
         });
     }
     g.finish();

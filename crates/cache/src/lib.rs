@@ -130,6 +130,8 @@ mod store;
 
 pub use body::{CachedBody, StreamError};
 pub use future::ResponseFuture;
+#[doc(hidden)]
+pub use key::bench_request_key;
 pub use key::{CacheKey, canonical_json};
 pub use layer::{CacheHandle, CacheLayer, CacheScope};
 pub use memory::MemoryStore;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
-use serde_json::Value;
 use tower_ai_core::{
     Body, BoxError, CacheStatus, LlmRequest, Operation, ProviderPath, ResolvedRoute, WireFormat,
 };
@@ -15,7 +14,7 @@ use crate::body::CachedBody;
 use crate::control::{self, Controls};
 use crate::flight::{CacheState, Plan};
 use crate::future::ResponseFuture;
-use crate::key::{CacheKey, KeyParts, What, temperature};
+use crate::key::{CacheKey, Canonical, KeyParts, What};
 use crate::layer::{Config, scope_of};
 
 /// Caches LLM responses. See the [crate docs](crate).
@@ -153,15 +152,18 @@ pub(crate) fn prepare(pre: Pre, mut parts: http::request::Parts, bytes: Bytes) -
     };
     let config = &*pre.config;
     // Parsed for the key only: the body that goes upstream is the client's bytes.
-    let json: Option<Value> = if llm.json {
-        serde_json::from_slice(&bytes).ok()
+    let canonical = if llm.json {
+        Canonical::of(&bytes)
     } else {
         None
     };
     if let Some(max) = config.max_temperature
         && samples(llm.operation)
     {
-        let t = json.as_ref().and_then(temperature).unwrap_or(1.0);
+        let t = canonical
+            .as_ref()
+            .and_then(|c| c.temperature)
+            .unwrap_or(1.0);
         if t > max {
             return Prepared::Bypass(Request::from_parts(parts, Body::full(bytes)));
         }
@@ -171,7 +173,7 @@ pub(crate) fn prepare(pre: Pre, mut parts: http::request::Parts, bytes: Bytes) -
         None => What::Request {
             provider: &llm.provider,
             path: &llm.path,
-            json: json.as_ref(),
+            canonical: canonical.as_ref(),
             raw: &bytes,
             headers: &parts.headers,
             key_headers: &config.key_headers,
