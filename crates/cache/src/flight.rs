@@ -39,14 +39,14 @@ pub(crate) type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 /// What every clone of a layer shares: the store and the flights in progress.
 pub(crate) struct CacheState {
     pub(crate) store: Arc<dyn CacheStore>,
-    pub(crate) flights: Mutex<HashMap<CacheKey, Arc<Flight>>>,
+    pub(crate) flights: Mutex<HashMap<CacheKey, Arc<Flight>, foldhash::fast::RandomState>>,
 }
 
 impl CacheState {
     pub(crate) fn new(store: Arc<dyn CacheStore>) -> Self {
         Self {
             store,
-            flights: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::default()),
         }
     }
 

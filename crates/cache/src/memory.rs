@@ -29,7 +29,7 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    cache: QuickCache<CacheKey, Stored, EntryWeight>,
+    cache: QuickCache<CacheKey, Stored, EntryWeight, foldhash::fast::RandomState>,
     max_bytes: u64,
 }
 

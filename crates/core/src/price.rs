@@ -148,13 +148,13 @@ impl Price {
 /// ```
 #[derive(Clone)]
 pub struct PriceTable {
-    providers: Arc<HashMap<Box<str>, Models>>,
+    providers: Arc<HashMap<Box<str>, Models, foldhash::fast::RandomState>>,
 }
 
 /// One provider's prices by model name.
 #[derive(Clone, Debug, Default)]
 struct Models {
-    prices: HashMap<Box<str>, Price>,
+    prices: HashMap<Box<str>, Price, foldhash::fast::RandomState>,
     /// The length of the longest model name: no longer prefix can match, so a lookup
     /// never hashes more than this many bytes per try, however long the name asked for.
     longest: usize,

@@ -344,14 +344,16 @@ fn valid_name(name: &str) -> bool {
 /// base URLs and adds custom OpenAI-compatible ones. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Providers {
-    by_name: Arc<HashMap<Arc<str>, Provider>>,
+    /// foldhash: every request looks its provider up a few times (routing, the
+    /// meter, the cache), and the names are the gateway's own.
+    by_name: Arc<HashMap<Arc<str>, Provider, foldhash::fast::RandomState>>,
 }
 
 impl Providers {
     /// An empty registry.
     pub fn empty() -> Self {
         Self {
-            by_name: Arc::new(HashMap::new()),
+            by_name: Arc::new(HashMap::default()),
         }
     }
 
@@ -405,7 +407,7 @@ impl Providers {
             ("xai", "https://api.x.ai", Bearer, OpenAi),
             ("perplexity-ai", "https://api.perplexity.ai", Bearer, OpenAi),
         ];
-        let mut map = HashMap::with_capacity(table.len());
+        let mut map = HashMap::with_capacity_and_hasher(table.len(), Default::default());
         for (name, url, auth, format) in table {
             let mut p = Provider::new(name, url, auth, format).expect("built-in provider is valid");
             match name {

@@ -91,11 +91,11 @@ struct Inner {
     /// record finds its counters with two map lookups instead of building label sets
     /// (a dozen `String`s) and looking each family up. Pairs folded into `other` are not
     /// kept here (their names are unbounded); they take the long way.
-    series: RwLock<HashMap<Arc<str>, ByModel>>,
+    series: RwLock<HashMap<Arc<str>, ByModel, foldhash::fast::RandomState>>,
 }
 
 /// A provider's series, by the model names records carry.
-type ByModel = HashMap<Arc<str>, Arc<Series>>;
+type ByModel = HashMap<Arc<str>, Arc<Series>, foldhash::fast::RandomState>;
 
 /// The series of one (provider, model) label pair, each made when first needed (a
 /// series appears in the exposition once it is made).
