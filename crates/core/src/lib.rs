@@ -88,6 +88,6 @@ pub use route::ResolvedRoute;
 pub use secret::{credential, key_id};
 pub use sse::{DEFAULT_MAX_EVENT_LEN, SseEvent, SseParser};
 pub use usage::{
-    FinalUsage, ResponseUsage, StreamUsage, Usage, UsageSource, estimate_tokens,
-    load_tokenizer_in_background, prompt_text, usage_from_json, warm_up_tokenizer,
+    FinalUsage, PromptSize, ResponseUsage, StreamUsage, Usage, UsageSource, estimate_tokens,
+    load_tokenizer_in_background, prompt_size, prompt_text, usage_from_json, warm_up_tokenizer,
 };

@@ -3,7 +3,8 @@
 //! byte, broken in every way we could think of.
 
 use tower_ai_core::{
-    Operation, SseEvent, SseParser, StreamUsage, Usage, WireFormat, prompt_text, usage_from_json,
+    Operation, PromptSize, SseEvent, SseParser, StreamUsage, Usage, WireFormat, prompt_size,
+    prompt_text, usage_from_json,
 };
 
 use Operation::*;
@@ -1114,7 +1115,8 @@ fn mutated_fixtures_never_panic() {
             for format in [OpenAi, Anthropic, Gemini, WorkersAi] {
                 for op in OPERATIONS {
                     let _ = usage_from_json(format, op, &m);
-                    let _ = prompt_text(format, op, &m);
+                    let text = prompt_text(format, op, &m);
+                    assert_eq!(prompt_size(format, op, &m).text_len, text.len());
                     let _ = run(format, op, &[&m]);
                 }
             }
@@ -1153,6 +1155,52 @@ fn output_text_is_bounded() {
 // ---------------------------------------------------------------------------------------
 // Prompt text
 // ---------------------------------------------------------------------------------------
+
+#[test]
+fn prompt_size_counts_the_text_and_reads_the_output_cap() {
+    let size = |body: &[u8]| prompt_size(OpenAi, ChatCompletions, body);
+    let chat = br#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"}]}],"max_tokens":7}"#;
+    assert_eq!(
+        size(chat),
+        PromptSize {
+            text_len: "Be brief.\nHi".len(),
+            max_output_tokens: Some(7),
+        }
+    );
+    // max_tokens, else max_completion_tokens, else max_output_tokens.
+    let cap = |body: &str| size(body.as_bytes()).max_output_tokens;
+    assert_eq!(
+        cap(r#"{"max_completion_tokens":9,"max_tokens":8}"#),
+        Some(8)
+    );
+    assert_eq!(
+        cap(r#"{"max_completion_tokens":9,"max_output_tokens":3}"#),
+        Some(9)
+    );
+    assert_eq!(cap(r#"{"max_output_tokens":3}"#), Some(3));
+    // Anything but a count is absent, and does not hide the others; the last of a
+    // repeated member counts (as everywhere a JSON object is read).
+    assert_eq!(
+        cap(r#"{"max_tokens":"8","max_completion_tokens":9}"#),
+        Some(9)
+    );
+    assert_eq!(cap(r#"{"max_tokens":-1}"#), None);
+    assert_eq!(cap(r#"{"max_tokens":1.5}"#), None);
+    assert_eq!(
+        cap(r#"{"max_tokens":{"a":1},"max_output_tokens":[4]}"#),
+        None
+    );
+    assert_eq!(cap(r#"{"max_tokens":1,"max_tokens":2}"#), Some(2));
+    // Only at the top level.
+    assert_eq!(
+        cap(r#"{"messages":[{"max_tokens":5,"content":"x"}]}"#),
+        None
+    );
+    // Not JSON (or not all of it): nothing.
+    for body in [&b"not json"[..], br#"{"max_tokens":5"#, b"[5]", b""] {
+        assert_eq!(size(body), PromptSize::default());
+    }
+}
 
 #[test]
 fn prompt_text_per_format() {

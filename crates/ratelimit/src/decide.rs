@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
-use serde::Deserialize;
-use tower_ai_core::{ErrorResponse, LlmRequest, Usage, prompt_text};
+use tower_ai_core::{ErrorResponse, LlmRequest, Usage, prompt_size};
 
 use crate::headers::{self, Applied};
 use crate::key::{RequestFacts, bucket_key};
@@ -43,13 +42,6 @@ pub(crate) struct Asked {
     period: Duration,
 }
 
-#[derive(Deserialize, Default)]
-struct MaxTokens {
-    max_tokens: Option<u64>,
-    max_completion_tokens: Option<u64>,
-    max_output_tokens: Option<u64>,
-}
-
 /// The tokens a request may use: its prompt (about four bytes a token) plus its
 /// `max_tokens` (or the default).
 pub(crate) fn estimate_tokens(shared: &Shared, llm: Option<&LlmRequest>) -> u64 {
@@ -58,15 +50,10 @@ pub(crate) fn estimate_tokens(shared: &Shared, llm: Option<&LlmRequest>) -> u64 
         .providers
         .get(&llm.provider)
         .map_or(tower_ai_core::WireFormat::OpenAi, |p| p.format());
-    let prompt = prompt_text(format, llm.operation, &llm.body)
-        .len()
-        .div_ceil(4) as u64;
-    let m: MaxTokens = serde_json::from_slice(&llm.body).unwrap_or_default();
-    let out = m
-        .max_tokens
-        .or(m.max_completion_tokens)
-        .or(m.max_output_tokens)
-        .unwrap_or(shared.default_max_tokens);
+    // One pass over the body for both.
+    let size = prompt_size(format, llm.operation, &llm.body);
+    let prompt = size.text_len.div_ceil(4) as u64;
+    let out = size.max_output_tokens.unwrap_or(shared.default_max_tokens);
     prompt.saturating_add(out)
 }
 

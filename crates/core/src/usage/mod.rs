@@ -159,6 +159,33 @@ pub fn prompt_text(format: WireFormat, operation: Operation, body: &[u8]) -> Str
     prompt::prompt_text(Dialect::new(format, operation), body)
 }
 
+/// What a token estimate needs of a request body, read in one pass without copying
+/// the prompt: see [`prompt_size`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PromptSize {
+    /// The length in bytes of [`prompt_text`]'s text.
+    pub text_len: usize,
+    /// The output cap the request asks for: the top-level `max_tokens`, else
+    /// `max_completion_tokens`, else `max_output_tokens` (the Responses API's).
+    pub max_output_tokens: Option<u64>,
+}
+
+/// The size of a request's prompt and its output cap, for estimating the tokens it may
+/// use before it is sent: one pass over the body, the text counted but not collected.
+/// Zero and `None` when the body is not JSON.
+///
+/// ```
+/// use tower_ai_core::{Operation, PromptSize, WireFormat, prompt_size};
+/// let body = br#"{"model":"m","max_tokens":50,"messages":[{"role":"user","content":"Hello"},{"role":"user","content":"there"}]}"#;
+/// assert_eq!(
+///     prompt_size(WireFormat::OpenAi, Operation::ChatCompletions, body),
+///     PromptSize { text_len: "Hello\nthere".len(), max_output_tokens: Some(50) },
+/// );
+/// ```
+pub fn prompt_size(format: WireFormat, operation: Operation, body: &[u8]) -> PromptSize {
+    prompt::prompt_size(Dialect::new(format, operation), body)
+}
+
 /// The bound on [`StreamUsage::output_text`]: 1 MiB.
 const MAX_OUTPUT_TEXT: usize = 1024 * 1024;
 
