@@ -21,7 +21,10 @@ type Inner<B> = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>
 ///
 /// Cheap to clone: clones share one connection pool.
 pub struct Client<B = Body> {
-    inner: Inner<B>,
+    /// Behind an `Arc`: every layer in front clones its inner service per request, and
+    /// hyper-util's client is a large value (its clone copies the builder's settings
+    /// and clones half a dozen `Arc`s).
+    inner: Arc<Inner<B>>,
     request_timeout: Option<Duration>,
 }
 
@@ -164,7 +167,7 @@ impl<B> Builder<B> {
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .http2_only(self.http2_only);
         Ok(Client {
-            inner: builder.build(https),
+            inner: Arc::new(builder.build(https)),
             request_timeout: self.request_timeout,
         })
     }
