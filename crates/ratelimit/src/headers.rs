@@ -1,7 +1,6 @@
 //! The rate-limit response headers: `retry-after`, the IETF `ratelimit-policy` /
 //! `ratelimit`, and OpenAI's `x-ratelimit-*`.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -29,19 +28,44 @@ fn openai_duration(d: Duration) -> String {
 fn write_openai_duration(out: &mut String, d: Duration) {
     let ms = d.as_millis();
     if ms < 1000 {
-        let _ = write!(out, "{ms}ms");
+        number(out, ms as u64);
+        out.push_str("ms");
         return;
     }
-    let secs = d.as_secs_f64();
-    let total = secs.ceil() as u64;
+    let total = secs_ceil(d);
     let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
     if h > 0 {
-        let _ = write!(out, "{h}h");
+        number(out, h);
+        out.push('h');
     }
     if h > 0 || m > 0 {
-        let _ = write!(out, "{m}m");
+        number(out, m);
+        out.push('m');
     }
-    let _ = write!(out, "{s}s");
+    number(out, s);
+    out.push('s');
+}
+
+/// Appends `n` in decimal (without `fmt`'s machinery: these are written on every
+/// response).
+fn number(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// Appends one item of a structured field list: `"name";a=x;b=y`.
+fn item(out: &mut String, name: &str, [(a, x), (b, y)]: [(&str, u64); 2]) {
+    if !out.is_empty() {
+        out.push_str(", ");
+    }
+    out.push('"');
+    out.push_str(name);
+    out.push('"');
+    for (key, value) in [(a, x), (b, y)] {
+        out.push(';');
+        out.push_str(key);
+        out.push('=');
+        number(out, value);
+    }
 }
 
 fn secs_ceil(d: Duration) -> u64 {
@@ -88,28 +112,21 @@ pub(crate) fn write(h: &mut HeaderMap, applied: &[Applied], denied: Option<&Appl
     if applied.is_empty() {
         return;
     }
+    // One growth of the map for all of them.
+    h.reserve(8);
     let mut buf = String::with_capacity(32 * applied.len());
     for a in applied {
-        if !buf.is_empty() {
-            buf.push_str(", ");
-        }
-        let _ = write!(
-            buf,
-            "\"{}\";q={};w={}",
-            a.name,
-            a.decision.limit,
-            secs_ceil(a.period).max(1)
-        );
+        let window = secs_ceil(a.period).max(1);
+        item(&mut buf, &a.name, [("q", a.decision.limit), ("w", window)]);
     }
     put(h, RATELIMIT_POLICY, &buf);
     if let Some(s) = denied.or_else(|| strictest(applied.iter())) {
         buf.clear();
-        let _ = write!(
-            buf,
-            "\"{}\";r={};t={}",
-            s.name,
-            s.decision.remaining,
-            secs_ceil(s.decision.reset)
+        let reset = secs_ceil(s.decision.reset);
+        item(
+            &mut buf,
+            &s.name,
+            [("r", s.decision.remaining), ("t", reset)],
         );
         put(h, RATELIMIT, &buf);
     }
