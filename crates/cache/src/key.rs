@@ -306,11 +306,11 @@ struct Writer<'de> {
 }
 
 /// One member of an object being written: its key, its pieces (`"key":` first), and
-/// where its value starts in the buffer.
+/// the length of that `"key":`, after which its value starts.
 struct Member<'de> {
     key: Cow<'de, str>,
     pieces: Range<usize>,
-    value: usize,
+    key_len: usize,
 }
 
 impl Writer<'_> {
@@ -456,6 +456,7 @@ impl<'de> Visitor<'de> for Canon<'_, 'de> {
                 continue;
             }
             let start = w.pieces.len();
+            let key_start = w.bytes.len();
             w.split = true;
             w.emit(|out| {
                 match &key {
@@ -466,13 +467,17 @@ impl<'de> Visitor<'de> for Canon<'_, 'de> {
                 Ok::<_, serde_json::Error>(())
             })
             .map_err(de::Error::custom)?;
-            let value = w.bytes.len();
+            let key_len = w.bytes.len() - key_start;
             map.next_value_seed(Canon {
                 w: &mut *w,
                 top: None,
             })?;
             let pieces = start..w.pieces.len();
-            w.members.push(Member { key, pieces, value });
+            w.members.push(Member {
+                key,
+                pieces,
+                key_len,
+            });
         }
         // Stable: of duplicate keys, the last one written is last, and kept (as a
         // `Value` keeps it).
@@ -490,8 +495,7 @@ impl<'de> Visitor<'de> for Canon<'_, 'de> {
             if let Some(top) = top.as_deref_mut()
                 && Top::reads(&m.key)
             {
-                let member = w.joined(m.pieces.clone());
-                top.read(&m.key, &member[m.value - w.pieces[m.pieces.start].start..]);
+                top.read(&m.key, &w.joined(m.pieces.clone())[m.key_len..]);
             }
             if w.pieces.len() > end + 1 {
                 w.piece(COMMA);

@@ -53,14 +53,14 @@ fn number(out: &mut String, n: u64) {
 }
 
 /// Appends one item of a structured field list: `"name";a=x;b=y`.
-fn item(out: &mut String, name: &str, [(a, x), (b, y)]: [(&str, u64); 2]) {
+fn item(out: &mut String, name: &str, params: [(&str, u64); 2]) {
     if !out.is_empty() {
         out.push_str(", ");
     }
     out.push('"');
     out.push_str(name);
     out.push('"');
-    for (key, value) in [(a, x), (b, y)] {
+    for (key, value) in params {
         out.push(';');
         out.push_str(key);
         out.push('=');
