@@ -197,3 +197,92 @@ async fn a_replayed_stream_parses_in_a_real_sdk_to_the_same_text_and_usage() {
     assert_eq!(runs[0].0, tower_ai_mock::reply_words(16));
     assert_eq!(mock.requests(), 1, "the second stream came from the cache");
 }
+
+#[tokio::test]
+async fn a_stream_that_misses_is_read_once_for_the_entry_the_rate_limiter_and_the_meter() {
+    let mock = MockProvider::start().await.unwrap();
+    let gw = gateway_for(
+        &mock,
+        r#"
+        [cache]
+        enabled = true
+        [[ratelimit.limits]]
+        name = "tokens"
+        key = "api_key"
+        tokens = 1000
+        algorithm = "fixed"
+        period = "1h"
+        "#,
+    )
+    .await;
+    let c = client();
+    let url = format!("{}/openai/chat/completions", gw.url());
+    let auth = ("authorization", "Bearer sk-stream-cache");
+    let chunks = ("x-mock-chunks", "60");
+    // max_tokens 1: the rate limiter reserves little; what it is debited at the end is
+    // what the stream reported, read from the cache's usage slot.
+    let stream = |prompt: &str| {
+        format!(
+            r#"{{"model":"gpt-4o-mini","stream":true,"stream_options":{{"include_usage":true}},"max_tokens":1,"messages":[{{"role":"user","content":"{prompt}"}}]}}"#
+        )
+    };
+    let first = post_json(&c, &url, &[auth, chunks], &stream("count my words please")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.headers["aigw-cache-status"], "MISS");
+    assert!(first.body.ends_with(b"data: [DONE]\n\n"));
+    let second = post_json(&c, &url, &[auth, chunks], &stream("count these words")).await;
+    assert_eq!(second.headers["aigw-cache-status"], "MISS");
+    let remaining: u64 = second.headers["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 4 input + 60 output debited for the first, a small reservation for the second.
+    assert!((900..=936).contains(&remaining), "{remaining}");
+
+    // The same stream again is a hit, replayed with the usage the entry kept.
+    let hit = post_json(&c, &url, &[auth, chunks], &stream("count my words please")).await;
+    assert_eq!(hit.headers["aigw-cache-status"], "HIT");
+    assert_eq!(hit.body, first.body);
+
+    // A stream the provider cuts: the layers above get the estimate of what was
+    // streamed, from the slot the cache filled before the error reached them.
+    let cut = c
+        .request(request(
+            Method::POST,
+            &url,
+            &[
+                auth,
+                chunks,
+                ("content-type", "application/json"),
+                ("x-mock-reset-after", "5"),
+            ],
+            stream("cut me short"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(cut.headers()["aigw-cache-status"], "MISS");
+    let (got, end) = within(20, frames(cut)).await;
+    assert_eq!(got.len(), 5, "the events before the reset");
+    assert!(end.is_err());
+
+    let logs = logs_until(&c, &gw.url(), |all| {
+        all["logs"].as_array().is_some_and(|l| l.len() == 4)
+    })
+    .await;
+    let logs = logs["logs"].as_array().unwrap();
+    // Newest first: the cut stream, the hit, the two misses.
+    let (cut, hit, misses) = (&logs[0], &logs[1], &logs[2..]);
+    for miss in misses {
+        assert_eq!(miss["cache_status"], "MISS");
+        assert_eq!(miss["usage_source"], "reported");
+        assert_eq!(miss["output_tokens"], 60);
+    }
+    assert_eq!(hit["usage_source"], "known");
+    assert_eq!(hit["output_tokens"], 60);
+    assert_eq!(cut["outcome"], "failed");
+    assert_eq!(cut["usage_source"], "estimated");
+    let streamed = cut["output_tokens"].as_u64().unwrap();
+    assert!((1..60).contains(&streamed), "{streamed}");
+    assert_eq!(mock.requests(), 3);
+}

@@ -25,8 +25,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body::{Body as _, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use tower_ai_core::{
-    BoxError, FinalUsage, Operation, SseParser, StreamUsage, UsageSlot, UsageSource, WireFormat,
-    usage_from_json,
+    BoxError, FinalUsage, Operation, ResponseUsage, StreamEnd, Usage, UsageSlot, UsageSource,
+    WireFormat, usage_from_json,
 };
 
 use crate::body::StreamError;
@@ -117,23 +117,33 @@ struct State {
     len: usize,
     /// Whether the response is still captured for the store.
     keep: bool,
-    sse: Option<Box<(SseParser, StreamUsage)>>,
-    json_usage: JsonUsage,
+    /// A stream's usage, read as it passes: for the entry (stored only when the stream
+    /// ended with its terminal event) and, when `shares`, for the layers above.
+    sse: Option<Box<ResponseUsage>>,
+    /// Whether `sse` fills the slot the leader's response carries: then it reads the
+    /// stream to its end even once the response is too large to keep, and fills the slot
+    /// whenever the leader's layers are done with it (the end, an error, the leader's
+    /// client hanging up while followers read on).
+    shares: bool,
+    json_usage: SharedUsage,
     body: Option<UpstreamBody>,
     readers: usize,
     wakers: Vec<Waker>,
     error: Option<Arc<str>>,
 }
 
-/// Where the usage of a JSON answer comes from, for the entry and for the layers above.
-pub(crate) enum JsonUsage {
-    /// Parsed from the body here (the default).
+/// Where the usage of the answer comes from, for the entry and for the layers above.
+pub(crate) enum SharedUsage {
+    /// Read from the body here, for the entry only (the default).
     Parse,
-    /// A layer below reads it and fills this slot before the body ends.
+    /// A layer below reads it and fills this slot before the body ends. (A JSON answer
+    /// only: a stream is read here all the same, to know it ended with its terminal
+    /// event.)
     Below(UsageSlot),
-    /// Parsed from the body here once, and put in this slot, which the leader's response
+    /// Read from the body here once, and put in this slot, which the leader's response
     /// carries: a meter or rate limiter above reads it there instead of parsing the
-    /// answer again. The request body is for an estimate when the answer reports none.
+    /// answer (or every event of the stream) again. The request body is for an
+    /// estimate when the answer reports none.
     Fill(UsageSlot, Bytes),
 }
 
@@ -167,7 +177,8 @@ impl Flight {
                 len: 0,
                 keep: true,
                 sse: None,
-                json_usage: JsonUsage::Parse,
+                shares: false,
+                json_usage: SharedUsage::Parse,
                 body: None,
                 readers: 0,
                 wakers: Vec::new(),
@@ -183,24 +194,35 @@ impl Flight {
         headers: &HeaderMap,
         body: UpstreamBody,
         sse: bool,
-        json_usage: JsonUsage,
+        shared: SharedUsage,
     ) -> FlightReader {
         let mut st = lock(&self.state);
         st.phase = Phase::Streaming;
-        st.json_usage = json_usage;
         st.status = status;
         st.headers = headers.clone();
         st.body = Some(body);
         st.readers = 1;
         if sse {
-            st.sse = Some(Box::new((
-                SseParser::new(),
-                StreamUsage::new(st.plan.format, st.plan.operation),
+            let (slot, request_body, shares) = match shared {
+                SharedUsage::Fill(slot, request_body) => (slot, request_body, true),
+                // The entry keeps only reported usage: no estimate, no request needed.
+                _ => (UsageSlot::new(), Bytes::new(), false),
+            };
+            st.sse = Some(Box::new(ResponseUsage::new(
+                st.plan.format,
+                st.plan.operation,
+                request_body,
+                status.as_u16(),
+                "text/event-stream",
+                slot,
             )));
+            st.shares = shares;
+        } else {
+            st.json_usage = shared;
         }
         st.wake_all();
         drop(st);
-        FlightReader::new(self.clone())
+        FlightReader::new(self.clone(), true)
     }
 
     /// The leader found the entry after all (stored by a flight that just ended):
@@ -229,7 +251,11 @@ impl Flight {
         }
         st.phase = Phase::Failed;
         st.body = None;
-        st.sse = None;
+        if let Some(usage) = st.sse.take()
+            && st.shares
+        {
+            usage.fill(StreamEnd::Failed);
+        }
         st.error = Some(Arc::from(why));
         self.unregister(st);
         st.wake_all();
@@ -258,7 +284,7 @@ impl Flight {
                 Poll::Ready(Join::Joined(
                     status,
                     headers,
-                    FlightReader::new(self.clone()),
+                    FlightReader::new(self.clone(), false),
                 ))
             }
             _ => Poll::Ready(Join::Retry),
@@ -291,12 +317,13 @@ impl State {
         if self.keep && self.len > self.plan.max_entry {
             // Too large to store: stop capturing, let no one else join.
             self.keep = false;
-            self.sse = None;
+            if !self.shares {
+                self.sse = None;
+            }
             flight.unregister(self);
         }
-        if let Some(sse) = self.sse.as_deref_mut() {
-            let (parser, usage) = sse;
-            parser.feed(&data, |e| usage.on_event(&e));
+        if let Some(usage) = self.sse.as_deref_mut() {
+            usage.on_data(&data);
         }
         // A frame is a slice of the connection's read buffer, and hyper reads each new
         // frame of a slow stream into a fresh 8 KiB buffer while the last one is still
@@ -325,18 +352,15 @@ impl State {
     fn complete(&mut self) -> Option<Entry> {
         self.phase = Phase::Done;
         self.body = None;
+        // Settled (and the slot filled) before the readers see the end, kept or not.
+        let streamed = self.sse.take().map(|usage| usage.fill(StreamEnd::Complete));
         if !self.keep {
             return None;
         }
-        let usage = match self.sse.take() {
-            Some(sse) => {
-                let (_, usage) = *sse;
-                if !usage.completed() {
-                    // Ended without the protocol's terminal event: cut short.
-                    return None;
-                }
-                usage.usage()
-            }
+        let usage = match streamed {
+            // Ended without the protocol's terminal event: cut short.
+            Some(f) if !f.terminal => return None,
+            Some(f) => reported(f),
             None => None,
         };
         // One allocation of its own. The frames are copies already (see `append`: an
@@ -361,16 +385,14 @@ impl State {
         let usage = if sse {
             usage
         } else {
-            match std::mem::replace(&mut self.json_usage, JsonUsage::Parse) {
-                JsonUsage::Parse => usage_from_json(self.plan.format, self.plan.operation, &body),
+            match std::mem::replace(&mut self.json_usage, SharedUsage::Parse) {
+                SharedUsage::Parse => usage_from_json(self.plan.format, self.plan.operation, &body),
                 // (Filled by the time the body ends; if not, parsed here as before.)
-                JsonUsage::Below(slot) => match slot.get() {
-                    Some(f) => (f.source == UsageSource::Reported)
-                        .then_some(f.usage)
-                        .flatten(),
+                SharedUsage::Below(slot) => match slot.get() {
+                    Some(f) => reported(f),
                     None => usage_from_json(self.plan.format, self.plan.operation, &body),
                 },
-                JsonUsage::Fill(slot, request_body) => {
+                SharedUsage::Fill(slot, request_body) => {
                     let f = FinalUsage::of_json(
                         self.plan.format,
                         self.plan.operation,
@@ -379,10 +401,7 @@ impl State {
                         &body,
                     );
                     slot.set(f);
-                    // The entry keeps only what the provider reported.
-                    (f.source == UsageSource::Reported)
-                        .then_some(f.usage)
-                        .flatten()
+                    reported(f)
                 }
             }
         };
@@ -412,20 +431,30 @@ impl State {
     }
 }
 
+/// What an entry keeps of a response's usage: only what the provider reported.
+fn reported(f: FinalUsage) -> Option<Usage> {
+    (f.source == UsageSource::Reported)
+        .then_some(f.usage)
+        .flatten()
+}
+
 /// Reads a flight's response from its first frame, driving the upstream body when it
 /// has caught up with what arrived. See the module docs.
 pub(crate) struct FlightReader {
     flight: Arc<Flight>,
     pos: usize,
     errored: bool,
+    /// The leader's reader: the one whose response carries the usage slot.
+    leads: bool,
 }
 
 impl FlightReader {
-    fn new(flight: Arc<Flight>) -> Self {
+    fn new(flight: Arc<Flight>, leads: bool) -> Self {
         Self {
             flight,
             pos: 0,
             errored: false,
+            leads,
         }
     }
 
@@ -543,6 +572,16 @@ impl Drop for FlightReader {
     fn drop(&mut self) {
         let flight = &*self.flight;
         let mut st = lock(&flight.state);
+        if self.leads
+            && st.shares
+            && st.phase == Phase::Streaming
+            && let Some(usage) = st.sse.as_deref()
+        {
+            // The leader's layers are done with the response (their bodies end with
+            // this one): they get the usage of what was streamed so far, as they would
+            // have counted it themselves, while followers read on.
+            usage.fill(StreamEnd::Cancelled);
+        }
         st.readers = st.readers.saturating_sub(1);
         if st.readers == 0 && st.phase == Phase::Streaming {
             // Every client hung up: a response cut short is not stored.
@@ -587,7 +626,6 @@ mod tests {
     use super::*;
     use crate::memory::MemoryStore;
     use crate::store::Lookup;
-    use tower_ai_core::Usage;
 
     fn plan() -> Plan {
         Plan {
@@ -637,7 +675,13 @@ mod tests {
         assert!(!lead2 && Arc::ptr_eq(&flight, &same));
 
         let (tx, body) = channel();
-        let mut leader = flight.start(StatusCode::OK, &sse_headers(), body, true, JsonUsage::Parse);
+        let mut leader = flight.start(
+            StatusCode::OK,
+            &sse_headers(),
+            body,
+            true,
+            SharedUsage::Parse,
+        );
         tx.send(Ok(Frame::data(Bytes::from_static(
             b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
         ))))
@@ -702,7 +746,13 @@ mod tests {
         let key = CacheKey::from_bytes([9; 32]);
         let (flight, _) = cache.join(key, plan());
         let (tx, upstream) = channel();
-        let mut reader = flight.start(StatusCode::OK, &headers, upstream, false, JsonUsage::Parse);
+        let mut reader = flight.start(
+            StatusCode::OK,
+            &headers,
+            upstream,
+            false,
+            SharedUsage::Parse,
+        );
         tx.send(Ok(Frame::data(body.clone()))).unwrap();
         drop(tx);
         while let Some(f) = std::future::poll_fn(|cx| reader.poll_frame(cx)).await {
@@ -733,7 +783,7 @@ mod tests {
             &sse_headers(),
             upstream,
             true,
-            JsonUsage::Parse,
+            SharedUsage::Parse,
         );
         let event = b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
         let buffer = Bytes::from([&event[..], &[0u8; 8192][..]].concat());
@@ -751,7 +801,7 @@ mod tests {
     }
 
     /// Runs a JSON answer through a leader's flight with `json_usage`; the entry stored.
-    async fn lead_json(answer: &'static str, json_usage: JsonUsage) -> Arc<Entry> {
+    async fn lead_json(answer: &'static str, json_usage: SharedUsage) -> Arc<Entry> {
         let store = MemoryStore::new(1 << 20);
         let cache = Arc::new(CacheState::new(Arc::new(store.clone())));
         let key = CacheKey::from_bytes([11; 32]);
@@ -777,7 +827,7 @@ mod tests {
     #[tokio::test]
     async fn a_json_answer_is_parsed_once_for_the_entry_and_the_layers_above() {
         let slot = UsageSlot::new();
-        let entry = lead_json(ANSWER, JsonUsage::Fill(slot.clone(), Bytes::new())).await;
+        let entry = lead_json(ANSWER, SharedUsage::Fill(slot.clone(), Bytes::new())).await;
         let f = slot.get().expect("the slot is filled when the body ends");
         assert_eq!(f.source, UsageSource::Reported);
         let u = f.usage.unwrap();
@@ -792,7 +842,7 @@ mod tests {
         );
         let entry = lead_json(
             r#"{"choices":[{"message":{"role":"assistant","content":"Hello there, everyone"}}]}"#,
-            JsonUsage::Fill(slot.clone(), request),
+            SharedUsage::Fill(slot.clone(), request),
         )
         .await;
         let f = slot.get().unwrap();
@@ -815,11 +865,161 @@ mod tests {
             terminal: true,
         });
         // The layer below's figures win over the body's.
-        let entry = lead_json(ANSWER, JsonUsage::Below(below)).await;
+        let entry = lead_json(ANSWER, SharedUsage::Below(below)).await;
         assert_eq!(entry.usage, Some(reported));
         // A slot still empty when the body ends: the body is parsed.
-        let entry = lead_json(ANSWER, JsonUsage::Below(UsageSlot::new())).await;
+        let entry = lead_json(ANSWER, SharedUsage::Below(UsageSlot::new())).await;
         assert_eq!(entry.usage.map(|u| u.input_tokens), Some(7));
+    }
+
+    const DELTA: &[u8] =
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"Hello there, everyone\"}}]}\n\n";
+    const USAGE: &[u8] = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n";
+    const DONE: &[u8] = b"data: [DONE]\n\n";
+    const PROMPT: &[u8] =
+        br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"Say hello to everyone here"}]}"#;
+
+    /// Reads `reader` to its end; whether it ended in an error.
+    async fn drain(reader: &mut FlightReader) -> bool {
+        let mut failed = false;
+        while let Some(f) = std::future::poll_fn(|cx| reader.poll_frame(cx)).await {
+            failed |= f.is_err();
+        }
+        failed
+    }
+
+    fn send(
+        tx: &tokio::sync::mpsc::UnboundedSender<Result<Frame<Bytes>, BoxError>>,
+        b: &'static [u8],
+    ) {
+        tx.send(Ok(Frame::data(Bytes::from_static(b)))).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_read_once_for_the_entry_and_the_layers_above() {
+        let store = MemoryStore::new(1 << 20);
+        let cache = Arc::new(CacheState::new(Arc::new(store.clone())));
+        let key = CacheKey::from_bytes([12; 32]);
+        let (flight, _) = cache.join(key, plan());
+        let (tx, body) = channel();
+        let slot = UsageSlot::new();
+        let fill = SharedUsage::Fill(slot.clone(), Bytes::from_static(PROMPT));
+        let mut r = flight.start(StatusCode::OK, &sse_headers(), body, true, fill);
+        for b in [DELTA, USAGE] {
+            send(&tx, b);
+        }
+        std::future::poll_fn(|cx| r.poll_frame(cx))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(slot.get(), None, "filled before the stream ended");
+        send(&tx, DONE);
+        drop(tx);
+        assert!(!drain(&mut r).await);
+        let f = slot
+            .get()
+            .expect("filled by the time the reader sees the end");
+        assert_eq!((f.source, f.terminal), (UsageSource::Reported, true));
+        let u = f.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens), (7, 3));
+        let Lookup::Hit(e) = store.lookup(&key) else {
+            panic!("not stored")
+        };
+        assert_eq!(e.usage, Some(u));
+    }
+
+    #[tokio::test]
+    async fn the_leaders_layers_get_what_was_streamed_when_its_client_leaves() {
+        let store = MemoryStore::new(1 << 20);
+        let cache = Arc::new(CacheState::new(Arc::new(store.clone())));
+        let key = CacheKey::from_bytes([13; 32]);
+        let (flight, _) = cache.join(key, plan());
+        let (tx, body) = channel();
+        let slot = UsageSlot::new();
+        let fill = SharedUsage::Fill(slot.clone(), Bytes::from_static(PROMPT));
+        let mut leader = flight.start(StatusCode::OK, &sse_headers(), body, true, fill);
+        send(&tx, DELTA);
+        std::future::poll_fn(|cx| leader.poll_frame(cx))
+            .await
+            .unwrap()
+            .unwrap();
+        let Join::Joined(_, _, mut follower) =
+            std::future::poll_fn(|cx| flight.poll_join(cx)).await
+        else {
+            panic!("expected to join")
+        };
+        drop(leader);
+        // The leader's meter and rate limiter settle now, on what was streamed: the
+        // prompt and the text so far, estimated, as they would have counted it.
+        let f = slot.get().expect("filled when the leader's client left");
+        assert_eq!((f.source, f.terminal), (UsageSource::Estimated, false));
+        let partial = f.usage.unwrap();
+        assert!(
+            partial.input_tokens > 0 && partial.output_tokens > 0,
+            "{partial:?}"
+        );
+        // The follower reads on; the entry gets the reported figures, the slot keeps
+        // what the leader's layers read.
+        for b in [USAGE, DONE] {
+            send(&tx, b);
+        }
+        drop(tx);
+        assert!(!drain(&mut follower).await);
+        let Lookup::Hit(e) = store.lookup(&key) else {
+            panic!("not stored")
+        };
+        assert_eq!(e.usage.map(|u| u.output_tokens), Some(3));
+        assert_eq!(slot.get(), Some(f));
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_oversized_stream_still_fills_the_slot() {
+        // The upstream fails mid-stream: the slot has the estimate before the error
+        // reaches the layers above.
+        let cache = Arc::new(CacheState::new(Arc::new(MemoryStore::new(1 << 20))));
+        let (flight, _) = cache.join(CacheKey::from_bytes([14; 32]), plan());
+        let (tx, body) = channel();
+        let slot = UsageSlot::new();
+        let fill = SharedUsage::Fill(slot.clone(), Bytes::from_static(PROMPT));
+        let mut r = flight.start(StatusCode::OK, &sse_headers(), body, true, fill);
+        send(&tx, DELTA);
+        tx.send(Err("reset".into())).unwrap();
+        std::future::poll_fn(|cx| r.poll_frame(cx))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            std::future::poll_fn(|cx| r.poll_frame(cx))
+                .await
+                .unwrap()
+                .is_err()
+        );
+        let f = slot.get().expect("filled before the error was passed on");
+        assert_eq!(f.source, UsageSource::Estimated);
+        assert!(f.usage.unwrap().output_tokens > 0);
+
+        // Too large to store: not kept, but still read to its end for the layers above.
+        let store = MemoryStore::new(1 << 20);
+        let cache = Arc::new(CacheState::new(Arc::new(store.clone())));
+        let key = CacheKey::from_bytes([15; 32]);
+        let small = Plan {
+            max_entry: DELTA.len() + 1,
+            ..plan()
+        };
+        let (flight, _) = cache.join(key, small);
+        let (tx, body) = channel();
+        let slot = UsageSlot::new();
+        let fill = SharedUsage::Fill(slot.clone(), Bytes::from_static(PROMPT));
+        let mut r = flight.start(StatusCode::OK, &sse_headers(), body, true, fill);
+        for b in [DELTA, DELTA, USAGE, DONE] {
+            send(&tx, b);
+        }
+        drop(tx);
+        assert!(!drain(&mut r).await);
+        assert!(matches!(store.lookup(&key), Lookup::Miss));
+        let f = slot.get().expect("filled at the end");
+        assert_eq!(f.source, UsageSource::Reported);
+        assert_eq!(f.usage.map(|u| u.output_tokens), Some(3));
     }
 
     #[tokio::test]
@@ -830,7 +1030,13 @@ mod tests {
         // Ends cleanly without [DONE]: cut short.
         let (flight, _) = cache.join(key, plan());
         let (tx, body) = channel();
-        let mut r = flight.start(StatusCode::OK, &sse_headers(), body, true, JsonUsage::Parse);
+        let mut r = flight.start(
+            StatusCode::OK,
+            &sse_headers(),
+            body,
+            true,
+            SharedUsage::Parse,
+        );
         tx.send(Ok(Frame::data(Bytes::from_static(b"data: {}\n\n"))))
             .unwrap();
         drop(tx);
@@ -841,7 +1047,13 @@ mod tests {
         // Every reader gone mid-stream: failed, unregistered, waiters retry.
         let (flight, _) = cache.join(key, plan());
         let (tx, body) = channel();
-        let r = flight.start(StatusCode::OK, &sse_headers(), body, true, JsonUsage::Parse);
+        let r = flight.start(
+            StatusCode::OK,
+            &sse_headers(),
+            body,
+            true,
+            SharedUsage::Parse,
+        );
         drop(r);
         assert!(lock(&cache.flights).is_empty());
         assert!(matches!(

@@ -13,7 +13,7 @@ use tower_ai_core::{Body, BoxError, CacheStatus, ErrorResponse, KnownUsage, Read
 use tower_service::Service;
 
 use crate::body::CachedBody;
-use crate::flight::{Flight, Join, JsonUsage, Leader};
+use crate::flight::{Flight, Join, Leader, SharedUsage};
 use crate::service::{Ctx, Pre, Prepared, mark, prepare};
 use crate::store::{Entry, Lookup, StoreFuture};
 
@@ -349,24 +349,29 @@ where
             .headers
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        let json_usage = if sse {
-            JsonUsage::Parse
-        } else if let Some(slot) = parts.extensions.get::<UsageSlot>() {
-            JsonUsage::Below(slot.clone())
-        } else if is_json(&parts.headers) && parts.headers.contains_key(CONTENT_LENGTH) {
-            // A JSON answer of a known length within the entry bound arrives whole
-            // here: its usage is parsed once, for the entry and for the layers above.
+        let below = parts.extensions.get::<UsageSlot>().cloned();
+        let shared = if let Some(slot) = below {
+            if sse {
+                // The entry needs its own reading of the stream (did it end with its
+                // terminal event?); the layers above read the slot from below.
+                SharedUsage::Parse
+            } else {
+                SharedUsage::Below(slot)
+            }
+        } else if sse || (is_json(&parts.headers) && parts.headers.contains_key(CONTENT_LENGTH)) {
+            // A stream, read event by event here anyway, or a JSON answer of a known
+            // length within the entry bound, which arrives whole here: its usage is read
+            // once, for the entry and for the layers above.
             let slot = UsageSlot::new();
             parts.extensions.insert(slot.clone());
-            JsonUsage::Fill(slot, ctx.request_body.clone())
+            SharedUsage::Fill(slot, ctx.request_body.clone())
         } else {
-            JsonUsage::Parse
+            SharedUsage::Parse
         };
         let upstream = body.map_err(Into::into).boxed_unsync();
-        let reader =
-            leader
-                .release()
-                .start(parts.status, &parts.headers, upstream, sse, json_usage);
+        let reader = leader
+            .release()
+            .start(parts.status, &parts.headers, upstream, sse, shared);
         CachedBody::flight(reader)
     } else {
         leader.flight().fail("the response is not one to store");

@@ -200,6 +200,21 @@ impl ResponseUsage {
 
     /// Settles the usage once the body ended as `end`, and fills the slot.
     pub fn finish(self, end: StreamEnd) -> FinalUsage {
+        self.fill(end)
+    }
+
+    /// Settles the usage of the body as far as it has been read, as if it ended there
+    /// as `end`, and fills the slot (once: a later fill is ignored). Reading may go on:
+    /// a layer that keeps reading for itself after the layers above are done with the
+    /// response (the cache, finishing an entry for other clients) fills it when those
+    /// layers end, not when it does.
+    pub fn fill(&self, end: StreamEnd) -> FinalUsage {
+        let result = self.settle(end);
+        self.slot.set(result);
+        result
+    }
+
+    fn settle(&self, end: StreamEnd) -> FinalUsage {
         let estimate_input = || {
             estimate_tokens(&prompt_text(
                 self.format,
@@ -207,7 +222,7 @@ impl ResponseUsage {
                 &self.request_body,
             ))
         };
-        let result = match self.mode {
+        match &self.mode {
             Mode::Sse { usage, .. } => {
                 let terminal = usage.completed();
                 let (u, source) = match usage.usage() {
@@ -238,8 +253,8 @@ impl ResponseUsage {
                     terminal,
                 }
             }
-            Mode::Json { chunks, len } if len <= MAX_JSON && end == StreamEnd::Complete => {
-                let body = concat(chunks, len);
+            Mode::Json { chunks, len } if *len <= MAX_JSON && end == StreamEnd::Complete => {
+                let body = concat(chunks, *len);
                 FinalUsage::of_json(
                     self.format,
                     self.operation,
@@ -253,9 +268,7 @@ impl ResponseUsage {
                 source: UsageSource::Unknown,
                 terminal: true,
             },
-        };
-        self.slot.set(result);
-        result
+        }
     }
 }
 
@@ -297,14 +310,15 @@ fn answer_text(body: &[u8]) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-fn concat(chunks: Vec<Bytes>, len: usize) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.into_iter().next().expect("one chunk"),
+fn concat(chunks: &[Bytes], len: usize) -> Bytes {
+    match chunks {
+        [] => Bytes::new(),
+        // A refcount, not a copy.
+        [one] => one.clone(),
         _ => {
             let mut v = Vec::with_capacity(len);
             for c in chunks {
-                v.extend_from_slice(&c);
+                v.extend_from_slice(c);
             }
             Bytes::from(v)
         }
