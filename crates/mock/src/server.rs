@@ -57,8 +57,8 @@ pub struct MockProvider {
 struct Shared {
     config: MockConfig,
     counters: Arc<Counters>,
-    /// `x-mock-fail-first` ids already failed once (bounded: cleared when full).
-    failed_once: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
+    /// `x-mock-fail-first` ids already failed once.
+    failed_once: std::sync::Mutex<FailedOnce>,
     /// Source of the `<counter>` in response ids; never reset.
     ids: AtomicU64,
 }
@@ -66,11 +66,37 @@ struct Shared {
 impl Shared {
     /// Whether `id` is seen for the first time (and remembers it).
     fn first_sight(&self, id: &[u8]) -> bool {
-        let mut seen = self.failed_once.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= 1 << 16 {
-            seen.clear();
+        self.failed_once
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first_sight(id)
+    }
+}
+
+/// The `x-mock-fail-first` ids seen, bounded in two generations: when the newer is full
+/// it becomes the older and the older is forgotten. So an id is remembered for at least
+/// [`FailedOnce::GENERATION`] ids after it, however long the mock runs: the retry of a
+/// request (a few milliseconds later) always finds it. (Clearing everything when full
+/// would fail again the retries in flight at that moment: the load benchmark, sending
+/// hundreds of thousands of ids, saw 95 of them.)
+#[derive(Debug, Default)]
+struct FailedOnce {
+    newer: std::collections::HashSet<Vec<u8>>,
+    older: std::collections::HashSet<Vec<u8>>,
+}
+
+impl FailedOnce {
+    const GENERATION: usize = 1 << 15;
+
+    fn first_sight(&mut self, id: &[u8]) -> bool {
+        if self.newer.contains(id) || self.older.contains(id) {
+            return false;
         }
-        seen.insert(id.to_vec())
+        if self.newer.len() >= Self::GENERATION {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(id.to_vec());
+        true
     }
 }
 
@@ -562,6 +588,30 @@ fn response(status: StatusCode, content_type: &'static str, body: MockBody) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fail_first_id_is_remembered_for_a_generation_whatever_came_before() {
+        let mut seen = FailedOnce::default();
+        let id = |n: usize| n.to_le_bytes();
+        // Far more ids than a generation, each retried at once: every retry is answered.
+        for n in 0..5 * FailedOnce::GENERATION {
+            assert!(seen.first_sight(&id(n)), "{n}");
+            assert!(!seen.first_sight(&id(n)), "the retry of {n} failed again");
+        }
+        // An id is still known a whole generation of others later, then forgotten: the
+        // memory is bounded.
+        let old = 10 * FailedOnce::GENERATION;
+        assert!(seen.first_sight(&id(old)));
+        for n in 0..FailedOnce::GENERATION {
+            seen.first_sight(&id(old + 1 + n));
+        }
+        assert!(!seen.first_sight(&id(old)));
+        for n in 0..2 * FailedOnce::GENERATION {
+            seen.first_sight(&id(old + 1 + FailedOnce::GENERATION + n));
+        }
+        assert!(seen.newer.len() + seen.older.len() <= 2 * FailedOnce::GENERATION);
+        assert!(seen.first_sight(&id(old)), "never forgotten");
+    }
 
     #[test]
     fn routes_by_suffix() {
