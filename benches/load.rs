@@ -233,6 +233,7 @@ impl Bench {
         let arm = lane.result.arm;
         // The warm-up: connections, pools, caches. An arm that serves nothing fails here.
         let Some(target) = lane.ready() else { return };
+        lane.result.rss_start_kib = lane.rss();
         let timing = Timing {
             warmup: plan.warmup,
             measure: Duration::from_millis(200),
