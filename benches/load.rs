@@ -324,6 +324,72 @@ impl Bench {
         }
     }
 
+    /// Added latency at one connection, the arms taking turns round after round (the
+    /// order rotating), each arm's histograms merged over its rounds: every arm sees the
+    /// same drift of the machine's speed. One entry per lane, `None` where it failed.
+    async fn interleaved(&self, lanes: &mut [Lane]) -> Vec<Option<UnaryStats>> {
+        let plan = &self.plan;
+        let mut merged: Vec<Option<client::UnaryOutcome>> = Vec::new();
+        for lane in lanes.iter_mut() {
+            let warmed = match lane.ready() {
+                Some(target) => {
+                    let s = self
+                        .unary(
+                            lane,
+                            &target,
+                            &Shape::default(),
+                            plan.warmup_conns,
+                            Timing {
+                                warmup: plan.warmup,
+                                measure: Duration::from_millis(200),
+                            },
+                        )
+                        .await;
+                    s.requests > 0
+                }
+                None => false,
+            };
+            merged.push(warmed.then(|| client::UnaryOutcome::empty(1)));
+        }
+        if let Some(first) = lanes.first() {
+            self.quiet(first).await;
+        }
+        let n = lanes.len();
+        for round in 0..plan.interleaved_rounds {
+            for k in 0..n {
+                let i = (round + k) % n;
+                let Some(target) = lanes[i].ready() else {
+                    merged[i] = None;
+                    continue;
+                };
+                let Some(total) = merged[i].as_mut() else {
+                    continue;
+                };
+                let timing = plan.interleaved;
+                let outcome = client::unary(
+                    &target,
+                    &Shape::default(),
+                    1,
+                    timing.warmup,
+                    timing.measure,
+                    |_| {},
+                )
+                .await;
+                total.absorb(outcome);
+            }
+        }
+        let out: Vec<Option<UnaryStats>> = merged
+            .into_iter()
+            .map(|m| m.map(|m| UnaryStats::new(&m, CpuPerRequest::default(), None)))
+            .collect();
+        for (lane, s) in lanes.iter().zip(&out) {
+            if let Some(s) = s {
+                self.progress("latency, interleaved", &lane.result.arm, &brief(s));
+            }
+        }
+        out
+    }
+
     fn progress(&self, scenario: &str, arm: &Arm, what: &str) {
         eprintln!(
             "[{:>6.1}s] {scenario:<26} {:<46} {what}",
@@ -512,18 +578,33 @@ async fn run(options: Options, root: PathBuf) -> Result<(), String> {
     };
     let plan = &bench.plan;
 
-    // Each arm in turn, its proxy started for it and stopped after it: an idle proxy
-    // of another arm is not idle (its upstream pool expires, say) and would be measured.
     let mut redis = Redis::default();
-    let mut results = Vec::new();
-    for arm in Arm::all().into_iter().filter(|a| options.runs(a)) {
+    let arms: Vec<Arm> = Arm::all().into_iter().filter(|a| options.runs(a)).collect();
+    let start = |arm: Arm, redis: &mut Redis| {
         let mut lane = start_arm(
-            arm, &bin, &out_dir, &mock_url, mock_addr, &zipf, nonce, &mut redis,
+            arm, &bin, &out_dir, &mock_url, mock_addr, &zipf, nonce, redis,
         );
         if arm.rung().is_some_and(|r| r.needs_redis) {
             lane.helper = redis.process.as_ref().map(ChildProc::pid);
         }
+        lane
+    };
+
+    // Added latency in interleaved rounds, every arm's proxy up at once (then stopped).
+    let mut interleaved = if plan.interleaved_rounds > 0 && arms.len() > 1 {
+        let mut lanes: Vec<Lane> = arms.iter().map(|&arm| start(arm, &mut redis)).collect();
+        bench.interleaved(&mut lanes).await
+    } else {
+        Vec::new()
+    };
+
+    // Each arm in turn, its proxy started for it and stopped after it: an idle proxy
+    // of another arm is not idle (its upstream pool expires, say) and would be measured.
+    let mut results = Vec::new();
+    for (i, &arm) in arms.iter().enumerate() {
+        let mut lane = start(arm, &mut redis);
         bench.measure(&mut lane).await;
+        lane.result.latency_interleaved = interleaved.get_mut(i).and_then(Option::take);
         results.push(lane.result);
         // `lane.proxy` is dropped here: the proxy is killed before the next arm.
     }

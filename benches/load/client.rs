@@ -242,6 +242,34 @@ pub(crate) struct UnaryOutcome {
     pub(crate) latency: Histogram,
 }
 
+impl UnaryOutcome {
+    /// Nothing measured yet, over `conns` connections: phases [`absorb`](Self::absorb)ed
+    /// into it add up.
+    pub(crate) fn empty(conns: usize) -> UnaryOutcome {
+        UnaryOutcome {
+            conns,
+            requests: 0,
+            errors: 0,
+            first_error: None,
+            window: Duration::ZERO,
+            latency: histogram(),
+        }
+    }
+
+    /// Adds another phase's requests, errors, window and latencies to these.
+    pub(crate) fn absorb(&mut self, other: UnaryOutcome) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.window += other.window;
+        self.latency
+            .add(&other.latency)
+            .expect("histograms with the same bounds");
+    }
+}
+
 struct TaskTally {
     latency: Histogram,
     requests: u64,

@@ -113,6 +113,11 @@ pub(crate) struct Plan {
     pub(crate) warmup: Duration,
     /// Added latency: 1 connection, instant mock.
     pub(crate) latency: Timing,
+    /// Added latency again, with every arm's proxy up at once and the arms taking turns:
+    /// this many rounds of `interleaved` each (0: not measured). The machine's speed
+    /// drifts over minutes; arms measured in turn, round after round, share the drift.
+    pub(crate) interleaved_rounds: usize,
+    pub(crate) interleaved: Timing,
     /// The throughput frontier: instant mock.
     pub(crate) frontier_conns: &'static [usize],
     pub(crate) frontier: Timing,
@@ -145,6 +150,8 @@ impl Plan {
             warmup_conns: 16,
             warmup: Duration::from_millis(1000),
             latency: timing(500, 6000),
+            interleaved_rounds: 12,
+            interleaved: timing(100, 500),
             frontier_conns: &[1, 2, 4, 8, 16, 32, 64, 128, 256],
             frontier: timing(300, 2000),
             frontier_bounds_us: &[1_000, 5_000, 10_000],
@@ -166,6 +173,8 @@ impl Plan {
             Mode::Quick => Plan {
                 warmup: Duration::from_millis(300),
                 latency: timing(200, 800),
+                interleaved_rounds: 3,
+                interleaved: timing(50, 200),
                 frontier_conns: &[1, 16, 256],
                 frontier: timing(150, 400),
                 sustained_conns: &[1024],

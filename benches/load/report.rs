@@ -194,6 +194,8 @@ pub(crate) struct ArmResult {
     pub(crate) arm: Arm,
     pub(crate) status: Status,
     pub(crate) latency: Option<UnaryStats>,
+    /// The same, measured in interleaved rounds with the other arms (see the plan).
+    pub(crate) latency_interleaved: Option<UnaryStats>,
     pub(crate) frontier: Vec<UnaryStats>,
     pub(crate) sustained: Vec<UnaryStats>,
     pub(crate) streams: Vec<StreamStats>,
@@ -211,6 +213,7 @@ impl ArmResult {
             arm,
             status,
             latency: None,
+            latency_interleaved: None,
             frontier: Vec::new(),
             sustained: Vec::new(),
             streams: Vec::new(),
@@ -461,6 +464,9 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 struct Ratios {
     added_p50_vs_bare: Option<f64>,
     added_p99_vs_bare: Option<f64>,
+    /// The same two from the interleaved rounds.
+    interleaved_p50_vs_bare: Option<f64>,
+    interleaved_p99_vs_bare: Option<f64>,
     throughput_vs_bare: Option<f64>,
     peak_vs_bare: Option<f64>,
     sustained_vs_direct: Vec<(usize, Option<f64>)>,
@@ -507,6 +513,21 @@ impl Report<'_> {
         Some(pick(arm.latency.as_ref()?) - pick(direct))
     }
 
+    /// [`added_latency`](Self::added_latency) from the interleaved rounds.
+    fn added_interleaved(&self, arm: &ArmResult, pick: fn(&UnaryStats) -> f64) -> Option<f64> {
+        let direct = self.direct()?.latency_interleaved.as_ref()?;
+        Some(pick(arm.latency_interleaved.as_ref()?) - pick(direct))
+    }
+
+    /// Added latency ÷ the bare proxy's, from the interleaved rounds.
+    fn interleaved_vs_bare(&self, arm: &ArmResult, pick: fn(&UnaryStats) -> f64) -> Option<f64> {
+        let bare = self.bare()?;
+        ratio(
+            self.added_interleaved(arm, pick),
+            self.added_interleaved(bare, pick),
+        )
+    }
+
     fn ratios(&self, arm: &ArmResult) -> Ratios {
         let bare = self.bare();
         let direct = self.direct();
@@ -523,6 +544,8 @@ impl Report<'_> {
         Ratios {
             added_p50_vs_bare: ratio(self.added_latency(arm, |s| s.p50), bare_added(|s| s.p50)),
             added_p99_vs_bare: ratio(self.added_latency(arm, |s| s.p99), bare_added(|s| s.p99)),
+            interleaved_p50_vs_bare: self.interleaved_vs_bare(arm, |s| s.p50),
+            interleaved_p99_vs_bare: self.interleaved_vs_bare(arm, |s| s.p99),
             throughput_vs_bare: ratio(self.throughput(arm), bare.and_then(|b| self.throughput(b))),
             peak_vs_bare: ratio(
                 arm.frontier_peak().map(|s| s.rps),
@@ -601,6 +624,7 @@ impl Report<'_> {
             m.quiet_wait_s
         );
         out.push_str(&self.latency_table());
+        out.push_str(&self.interleaved_table());
         out.push_str(&self.frontier_tables());
         out.push_str(&self.sustained_table());
         out.push_str(&self.stream_table());
@@ -642,6 +666,45 @@ impl Report<'_> {
         }
         format!(
             "## Added latency: 1 connection, instant mock\n\n{}\n",
+            t.render()
+        )
+    }
+
+    fn interleaved_table(&self) -> String {
+        if !self.arms.iter().any(|a| a.latency_interleaved.is_some()) {
+            return String::new();
+        }
+        let mut t = Table::new([
+            "arm",
+            "req/s",
+            "p50",
+            "p99",
+            "p99.9",
+            "added p50",
+            "added p99",
+            "added p99.9",
+            "errors",
+        ]);
+        for a in &self.arms {
+            if let Some(s) = &a.latency_interleaved {
+                t.row(vec![
+                    a.row_label(),
+                    rate(s.rps),
+                    us(s.p50),
+                    us(s.p99),
+                    us(s.p999),
+                    added(self.added_interleaved(a, |s| s.p50)),
+                    added(self.added_interleaved(a, |s| s.p99)),
+                    added(self.added_interleaved(a, |s| s.p999)),
+                    s.errors.to_string(),
+                ]);
+            }
+        }
+        format!(
+            "## Added latency, interleaved: 1 connection, instant mock, every arm up at once\n\n{} rounds; in each, every arm in turn (the order rotating) for {:.1} s after a {:.1} s warm-up. The machine's speed drifts over minutes: arms measured in turn share the drift, so their ratios hold better than those of the table above, where each arm is measured once, minutes apart.\n\n{}\n",
+            self.plan.interleaved_rounds,
+            self.plan.interleaved.measure.as_secs_f64(),
+            self.plan.interleaved.warmup.as_secs_f64(),
             t.render()
         )
     }
@@ -897,6 +960,8 @@ impl Report<'_> {
             "gateway arm".to_owned(),
             "added p50 ÷ bare".to_owned(),
             "added p99 ÷ bare".to_owned(),
+            "interleaved: added p50 ÷ bare".to_owned(),
+            "interleaved: added p99 ÷ bare".to_owned(),
             format!("req/s (p99 ≤ {} ms) ÷ bare", self.throughput_bound() / 1000),
             "peak req/s ÷ bare".to_owned(),
         ];
@@ -918,6 +983,8 @@ impl Report<'_> {
                 a.row_label(),
                 times(r.added_p50_vs_bare),
                 times(r.added_p99_vs_bare),
+                times(r.interleaved_p50_vs_bare),
+                times(r.interleaved_p99_vs_bare),
                 times(r.throughput_vs_bare),
                 times(r.peak_vs_bare),
             ];
@@ -961,6 +1028,22 @@ impl Report<'_> {
             times(r.added_p99_vs_bare),
             |v| v <= 1.2,
         );
+        if r.interleaved_p50_vs_bare.is_some() {
+            check(
+                "added latency p50, 1 conn, interleaved",
+                "≤ 1.2× bare",
+                r.interleaved_p50_vs_bare,
+                times(r.interleaved_p50_vs_bare),
+                |v| v <= 1.2,
+            );
+            check(
+                "added latency p99, 1 conn, interleaved",
+                "≤ 1.2× bare",
+                r.interleaved_p99_vs_bare,
+                times(r.interleaved_p99_vs_bare),
+                |v| v <= 1.2,
+            );
+        }
         check(
             "throughput",
             "≥ 0.9× bare",
@@ -1145,6 +1228,7 @@ impl Report<'_> {
                     "reason": reason,
                     "errors": a.errors(),
                     "latency_1_conn": a.latency.as_ref().map(UnaryStats::to_json),
+                    "latency_1_conn_interleaved": a.latency_interleaved.as_ref().map(UnaryStats::to_json),
                     "added_latency_1_conn_us": added_latency,
                     "frontier": a.frontier.iter().map(UnaryStats::to_json).collect::<Vec<_>>(),
                     "frontier_max_req_per_s": p.frontier_bounds_us.iter().map(|&b| json!({
@@ -1171,6 +1255,8 @@ impl Report<'_> {
                     v["ratios"] = json!({
                         "added_latency_p50_vs_bare": r.added_p50_vs_bare.map(num),
                         "added_latency_p99_vs_bare": r.added_p99_vs_bare.map(num),
+                        "interleaved_added_latency_p50_vs_bare": r.interleaved_p50_vs_bare.map(num),
+                        "interleaved_added_latency_p99_vs_bare": r.interleaved_p99_vs_bare.map(num),
                         "throughput_vs_bare": r.throughput_vs_bare.map(num),
                         "peak_throughput_vs_bare": r.peak_vs_bare.map(num),
                         "sustained_vs_direct": r.sustained_vs_direct.iter().map(|(c, v)| json!({
@@ -1199,6 +1285,8 @@ impl Report<'_> {
             "quiet_wait_s": num(m.quiet_wait_s),
             "plan": {
                 "latency_measure_s": p.latency.measure.as_secs_f64(),
+                "interleaved_rounds": p.interleaved_rounds,
+                "interleaved_measure_s": p.interleaved.measure.as_secs_f64(),
                 "frontier_conns": p.frontier_conns,
                 "frontier_step_s": p.frontier.measure.as_secs_f64(),
                 "frontier_p99_bounds_us": p.frontier_bounds_us,
