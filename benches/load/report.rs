@@ -509,22 +509,26 @@ impl Report<'_> {
     }
 
     fn added_latency(&self, arm: &ArmResult, pick: fn(&UnaryStats) -> f64) -> Option<f64> {
-        let direct = self.direct()?.latency.as_ref()?;
-        Some(pick(arm.latency.as_ref()?) - pick(direct))
+        self.added_in(arm, |a| a.latency.as_ref(), pick)
     }
 
-    /// [`added_latency`](Self::added_latency) from the interleaved rounds.
-    fn added_interleaved(&self, arm: &ArmResult, pick: fn(&UnaryStats) -> f64) -> Option<f64> {
-        let direct = self.direct()?.latency_interleaved.as_ref()?;
-        Some(pick(arm.latency_interleaved.as_ref()?) - pick(direct))
+    /// What `arm` adds to going direct, in the latencies `of` picks (the sequential
+    /// phase's or the interleaved rounds').
+    fn added_in(
+        &self,
+        arm: &ArmResult,
+        of: fn(&ArmResult) -> Option<&UnaryStats>,
+        pick: fn(&UnaryStats) -> f64,
+    ) -> Option<f64> {
+        Some(pick(of(arm)?) - pick(of(self.direct()?)?))
     }
 
     /// Added latency ÷ the bare proxy's, from the interleaved rounds.
     fn interleaved_vs_bare(&self, arm: &ArmResult, pick: fn(&UnaryStats) -> f64) -> Option<f64> {
-        let bare = self.bare()?;
+        let of: fn(&ArmResult) -> Option<&UnaryStats> = |a| a.latency_interleaved.as_ref();
         ratio(
-            self.added_interleaved(arm, pick),
-            self.added_interleaved(bare, pick),
+            self.added_in(arm, of, pick),
+            self.added_in(self.bare()?, of, pick),
         )
     }
 
@@ -636,7 +640,9 @@ impl Report<'_> {
         out
     }
 
-    fn latency_table(&self) -> String {
+    /// One row per arm: its one-connection latencies (`of`) and what they add to
+    /// going direct.
+    fn latency_rows(&self, of: fn(&ArmResult) -> Option<&UnaryStats>) -> Table {
         let mut t = Table::new([
             "arm",
             "req/s",
@@ -649,24 +655,28 @@ impl Report<'_> {
             "errors",
         ]);
         for a in &self.arms {
-            match (&a.latency, a.placeholder()) {
+            match (of(a), a.placeholder()) {
                 (Some(s), _) => t.row(vec![
                     a.row_label(),
                     rate(s.rps),
                     us(s.p50),
                     us(s.p99),
                     us(s.p999),
-                    added(self.added_latency(a, |s| s.p50)),
-                    added(self.added_latency(a, |s| s.p99)),
-                    added(self.added_latency(a, |s| s.p999)),
+                    added(self.added_in(a, of, |s| s.p50)),
+                    added(self.added_in(a, of, |s| s.p99)),
+                    added(self.added_in(a, of, |s| s.p999)),
                     s.errors.to_string(),
                 ]),
                 (None, p) => t.placeholder_row(a.row_label(), p.unwrap_or_default()),
             }
         }
+        t
+    }
+
+    fn latency_table(&self) -> String {
         format!(
             "## Added latency: 1 connection, instant mock\n\n{}\n",
-            t.render()
+            self.latency_rows(|a| a.latency.as_ref()).render()
         )
     }
 
@@ -674,38 +684,13 @@ impl Report<'_> {
         if !self.arms.iter().any(|a| a.latency_interleaved.is_some()) {
             return String::new();
         }
-        let mut t = Table::new([
-            "arm",
-            "req/s",
-            "p50",
-            "p99",
-            "p99.9",
-            "added p50",
-            "added p99",
-            "added p99.9",
-            "errors",
-        ]);
-        for a in &self.arms {
-            if let Some(s) = &a.latency_interleaved {
-                t.row(vec![
-                    a.row_label(),
-                    rate(s.rps),
-                    us(s.p50),
-                    us(s.p99),
-                    us(s.p999),
-                    added(self.added_interleaved(a, |s| s.p50)),
-                    added(self.added_interleaved(a, |s| s.p99)),
-                    added(self.added_interleaved(a, |s| s.p999)),
-                    s.errors.to_string(),
-                ]);
-            }
-        }
         format!(
             "## Added latency, interleaved: 1 connection, instant mock, every arm up at once\n\n{} rounds; in each, every arm in turn (the order rotating) for {:.1} s after a {:.1} s warm-up. The machine's speed drifts over minutes: arms measured in turn share the drift, so their ratios hold better than those of the table above, where each arm is measured once, minutes apart.\n\n{}\n",
             self.plan.interleaved_rounds,
             self.plan.interleaved.measure.as_secs_f64(),
             self.plan.interleaved.warmup.as_secs_f64(),
-            t.render()
+            self.latency_rows(|a| a.latency_interleaved.as_ref())
+                .render()
         )
     }
 
