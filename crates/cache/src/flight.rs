@@ -352,15 +352,21 @@ impl State {
     fn complete(&mut self) -> Option<Entry> {
         self.phase = Phase::Done;
         self.body = None;
-        // Settled (and the slot filled) before the readers see the end, kept or not.
-        let streamed = self.sse.take().map(|usage| usage.fill(StreamEnd::Complete));
+        // The slot filled before the readers see the end, kept or not.
+        let streamed = self.sse.take().and_then(|usage| {
+            if self.shares {
+                usage.fill(StreamEnd::Complete);
+            }
+            usage.stream_report()
+        });
         if !self.keep {
             return None;
         }
         let usage = match streamed {
             // Ended without the protocol's terminal event: cut short.
-            Some(f) if !f.terminal => return None,
-            Some(f) => reported(f),
+            Some((false, _)) => return None,
+            // The entry keeps only what the provider reported (no estimate).
+            Some((true, usage)) => usage,
             None => None,
         };
         // One allocation of its own. The frames are copies already (see `append`: an

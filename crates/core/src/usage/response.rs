@@ -198,6 +198,15 @@ impl ResponseUsage {
         }
     }
 
+    /// For a stream: whether its protocol's terminal event arrived, and the usage it
+    /// reported so far (no estimate made); `None` for any other body.
+    pub fn stream_report(&self) -> Option<(bool, Option<Usage>)> {
+        match &self.mode {
+            Mode::Sse { usage, .. } => Some((usage.completed(), usage.usage())),
+            _ => None,
+        }
+    }
+
     /// Settles the usage once the body ended as `end`, and fills the slot.
     pub fn finish(self, end: StreamEnd) -> FinalUsage {
         self.fill(end)
