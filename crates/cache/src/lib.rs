@@ -56,6 +56,9 @@
 //! [`CacheStatus`](tower_ai_core::CacheStatus) in its extensions; cached responses
 //! carry their [`CacheKey`] too, and hits the stored response's usage as
 //! [`KnownUsage`](tower_ai_core::KnownUsage), so the meter records what a hit saved.
+//! A miss being stored (a JSON answer of known length, or a stream) is read for usage
+//! once, by the cache, which leaves the result in a
+//! [`UsageSlot`](tower_ai_core::UsageSlot) for the meter and the rate limiter above.
 //! A request that waited for an identical one in flight is a `HIT`: it did not go
 //! upstream.
 //!
