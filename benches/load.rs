@@ -234,19 +234,7 @@ impl Bench {
         // The warm-up: connections, pools, caches. An arm that serves nothing fails here.
         let Some(target) = lane.ready() else { return };
         lane.result.rss_start_kib = lane.rss();
-        let timing = Timing {
-            warmup: plan.warmup,
-            measure: Duration::from_millis(200),
-        };
-        let s = self
-            .unary(lane, &target, &Shape::default(), plan.warmup_conns, timing)
-            .await;
-        self.progress("warm-up", &arm, &brief(&s));
-        if s.requests == 0 {
-            lane.fail(format!(
-                "no request succeeded in the warm-up: {}",
-                s.first_error.unwrap_or_default()
-            ));
+        if !self.warm_up(lane, &target).await {
             return;
         }
         tokio::time::sleep(plan.idle).await;
@@ -324,6 +312,32 @@ impl Bench {
         }
     }
 
+    /// The warm-up: connections, pools, caches. An arm that serves nothing fails here
+    /// (`false`).
+    async fn warm_up(&self, lane: &mut Lane, target: &Arc<Target>) -> bool {
+        let timing = Timing {
+            warmup: self.plan.warmup,
+            measure: Duration::from_millis(200),
+        };
+        let s = self
+            .unary(
+                lane,
+                target,
+                &Shape::default(),
+                self.plan.warmup_conns,
+                timing,
+            )
+            .await;
+        self.progress("warm-up", &lane.result.arm, &brief(&s));
+        if s.requests == 0 {
+            lane.fail(format!(
+                "no request succeeded in the warm-up: {}",
+                s.first_error.unwrap_or_default()
+            ));
+        }
+        s.requests > 0
+    }
+
     /// Added latency at one connection, the arms taking turns round after round (the
     /// order rotating), each arm's histograms merged over its rounds: every arm sees the
     /// same drift of the machine's speed. One entry per lane, `None` where it failed.
@@ -332,21 +346,7 @@ impl Bench {
         let mut merged: Vec<Option<client::UnaryOutcome>> = Vec::new();
         for lane in lanes.iter_mut() {
             let warmed = match lane.ready() {
-                Some(target) => {
-                    let s = self
-                        .unary(
-                            lane,
-                            &target,
-                            &Shape::default(),
-                            plan.warmup_conns,
-                            Timing {
-                                warmup: plan.warmup,
-                                measure: Duration::from_millis(200),
-                            },
-                        )
-                        .await;
-                    s.requests > 0
-                }
+                Some(target) => self.warm_up(lane, &target).await,
                 None => false,
             };
             merged.push(warmed.then(|| client::UnaryOutcome::empty(1)));
