@@ -284,61 +284,51 @@ fn ladder(c: &mut Criterion) {
         distinct(n)
     };
 
+    // A rung: its layers, outside in, over the JSON upstream, each request fresh.
+    macro_rules! rung {
+        ($g:expr, $name:expr, $($layer:expr),*) => {
+            $g.bench_function($name, |b| {
+                let svc = ServiceBuilder::new()$(.layer($layer.clone()))*.service(upstream_json());
+                drive(b, &rt, svc, &mut fresh)
+            })
+        };
+    }
+
     let mut g = c.benchmark_group("ladder");
     g.bench_function("service_fn alone (baseline)", |b| {
         drive(b, &rt, upstream_json(), &mut fresh)
     });
-    g.bench_function("provider route", |b| {
-        let svc = ServiceBuilder::new()
-            .layer(l.route.clone())
-            .service(upstream_json());
-        drive(b, &rt, svc, &mut fresh)
-    });
-    g.bench_function("provider route + compat", |b| {
-        let svc = ServiceBuilder::new()
-            .layer(l.compat.clone())
-            .layer(l.route.clone())
-            .service(upstream_json());
-        drive(b, &rt, svc, &mut fresh)
-    });
-    g.bench_function("provider route + fallback", |b| {
-        let svc = ServiceBuilder::new()
-            .layer(l.fallback.clone())
-            .layer(l.route.clone())
-            .service(upstream_json());
-        drive(b, &rt, svc, &mut fresh)
-    });
+    rung!(g, "provider route", l.route);
+    rung!(g, "provider route + compat", l.compat, l.route);
+    rung!(g, "provider route + fallback", l.fallback, l.route);
     // From here on, the load benchmark's rungs, in the gateway's order: fallback, meter,
     // rate limit, cache, compat, provider route.
-    g.bench_function("route only (fallback, no limits, compat, route)", |b| {
-        let svc = ServiceBuilder::new()
-            .layer(l.fallback.clone())
-            .layer(l.no_limits.clone())
-            .layer(l.compat.clone())
-            .layer(l.route.clone())
-            .service(upstream_json());
-        drive(b, &rt, svc, &mut fresh)
-    });
-    g.bench_function("+ meter", |b| {
-        let svc = ServiceBuilder::new()
-            .layer(l.fallback.clone())
-            .layer(l.meter.clone())
-            .layer(l.no_limits.clone())
-            .layer(l.compat.clone())
-            .layer(l.route.clone())
-            .service(upstream_json());
-        drive(b, &rt, svc, &mut fresh)
-    });
-    g.bench_function("+ rate limit (memory)", |b| {
-        let svc = ServiceBuilder::new()
-            .layer(l.fallback.clone())
-            .layer(l.meter.clone())
-            .layer(l.ratelimit.clone())
-            .layer(l.compat.clone())
-            .layer(l.route.clone())
-            .service(upstream_json());
-        drive(b, &rt, svc, &mut fresh)
-    });
+    rung!(
+        g,
+        "route only (fallback, no limits, compat, route)",
+        l.fallback,
+        l.no_limits,
+        l.compat,
+        l.route
+    );
+    rung!(
+        g,
+        "+ meter",
+        l.fallback,
+        l.meter,
+        l.no_limits,
+        l.compat,
+        l.route
+    );
+    rung!(
+        g,
+        "+ rate limit (memory)",
+        l.fallback,
+        l.meter,
+        l.ratelimit,
+        l.compat,
+        l.route
+    );
     let whole = ServiceBuilder::new()
         .layer(l.fallback.clone())
         .layer(l.meter.clone())
