@@ -474,6 +474,8 @@ struct Ratios {
     added_ttft_p50_lowest: Option<f64>,
     worst_added_ttft_p50: Option<f64>,
     frames_lost: u64,
+    /// Whether the arm ran the stream phases (else `frames_lost` means nothing).
+    streamed: bool,
     rss_start_kib: Option<u64>,
     rss_idle_kib: Option<u64>,
     rss_1024_kib: Option<u64>,
@@ -594,6 +596,7 @@ impl Report<'_> {
                 .filter_map(added_ttft)
                 .reduce(f64::max),
             frames_lost: arm.streams.iter().map(StreamStats::lost).sum(),
+            streamed: !arm.streams.is_empty(),
             rss_start_kib: arm.rss_start_kib,
             rss_idle_kib: arm.rss_idle_kib,
             rss_1024_kib: arm
@@ -1101,11 +1104,10 @@ impl Report<'_> {
             |v| v <= 1.1,
             false,
         );
-        let streamed = !full.streams.is_empty();
         check(
             "stream frames lost",
             "0",
-            &|r| streamed.then_some(r.frames_lost as f64),
+            &|r| r.streamed.then_some(r.frames_lost as f64),
             &|v| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}")),
             |v| v == 0.0,
             true,
